@@ -1,0 +1,33 @@
+# Every target bootstraps what it needs: uv (via pip when absent), then the locked environment.
+# A fresh machine has python3, pip and make; nothing else is assumed.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+ORACLE_DIR ?= $(abspath ../shared/oracle)
+
+.PHONY: bootstrap sync test lint demo oracle clean
+
+bootstrap:
+	@$(UV) --version >/dev/null 2>&1 || { echo "[make] installing uv with pip"; $(PYTHON) -m pip install -q uv; }
+
+sync: bootstrap
+	@$(UV) sync --frozen --quiet
+
+lint: sync
+	$(UV) run --frozen ruff check src tests
+
+# The oracle venv (official ltx-core, its own interpreter) is built when ../shared/oracle exists;
+# parity tests skip with a reason otherwise.
+oracle:
+	@if [ -f "$(ORACLE_DIR)/setup.sh" ]; then \
+		bash "$(ORACLE_DIR)/setup.sh" >/dev/null || echo "[make] oracle venv could not be built; parity tests will skip"; \
+	else echo "[make] no oracle at $(ORACLE_DIR); parity tests will skip"; fi
+
+test: lint oracle
+	LTX_ORACLE_DIR="$(ORACLE_DIR)" $(UV) run --frozen pytest
+
+demo: sync
+	$(UV) run --frozen ltx-trainer demo
+
+clean:
+	rm -rf .venv outputs .pytest_cache .ruff_cache

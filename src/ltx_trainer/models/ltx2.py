@@ -1,0 +1,270 @@
+"""The LTX-2 family (LTX-2 19B "2.0", LTX-2.3 22B, and the interface LTX-2.5 fits into) on diffusers modules.
+
+Components come from an official single file (converted on the fly by ``formats/``) or a diffusers folder, always
+built on the meta device and filled with a strict load, so a missing or misshaped tensor fails with its name.
+Components load lazily: training touches the transformer and the connectors, never the text encoder.
+"""
+
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
+from torch import nn
+
+from ltx_trainer.models import latents as lat
+from ltx_trainer.models.base import FamilySpec, ModalityInput, Perturbation, TextContext, TextFeatures
+from ltx_trainer.models.errors import ModelLoadError
+from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
+from ltx_trainer.models.formats.common import StateDict, load_state_dict_strict
+from ltx_trainer.models.sources import SingleFile, read_json, read_safetensors_dir
+
+CONNECTOR_FILE_PREFIXES = (
+    "text_embedding_projection.",
+    "model.diffusion_model.video_embeddings_connector.",
+    "model.diffusion_model.audio_embeddings_connector.",
+)
+DIFFUSERS_COMPONENTS = {
+    "transformer": LTX2VideoTransformer3DModel,
+    "vae": AutoencoderKLLTX2Video,
+    "audio_vae": AutoencoderKLLTX2Audio,
+    "connectors": LTX2TextConnectors,
+}
+
+
+def build_module(cls: type[nn.Module], config: dict, sd: StateDict, source: str, component: str) -> nn.Module:
+    """Instantiate ``cls`` on the meta device and fill it strictly from ``sd``."""
+    with init_empty_weights():
+        module = cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
+    load_state_dict_strict(module, sd, source, component)
+    return module.eval().requires_grad_(False)
+
+
+def vocoder_class(config: dict) -> type[nn.Module]:
+    """The BWE vocoder (LTX-2.3, 48 kHz) has a bandwidth-extension stage; LTX-2.0's is plain (24 kHz)."""
+    return LTX2VocoderWithBWE if "bwe" in config or "bwe_in_channels" in config else LTX2Vocoder
+
+
+def ltx2_version(metadata: dict, config: dict, keys: list[str]) -> str:
+    """``"2.0"`` / ``"2.3"`` / ``"2.5"`` from the file itself: ``model_version`` metadata first, then the architecture."""
+    declared = str(metadata.get("model_version", ""))
+    for version in ("2.5", "2.3", "2.0"):
+        if declared.startswith(version):
+            return version
+    transformer = config.get("transformer", {})
+    if transformer.get("caption_proj_before_connector") or any(k.startswith("model.diffusion_model.prompt_adaln") for k in keys):
+        return "2.3"
+    return "2.0"
+
+
+class LTX2Model:
+    """An LTX-2-family model behind the family-agnostic interface of ``models/base.py``.
+
+    Args:
+        spec: what the checkpoint is.
+        source: an official single file, or the root of a diffusers folder.
+        text_encoder_path: Gemma folder (single-file checkpoints don't contain the text encoder).
+        dtype: compute/storage dtype for the loaded modules.
+    """
+
+    def __init__(
+        self,
+        spec: FamilySpec,
+        source: SingleFile | Path,
+        text_encoder_path: Path | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.spec = spec
+        self.source = source
+        self.text_encoder_path = Path(text_encoder_path) if text_encoder_path else None
+        self.dtype = dtype
+
+    # ---- component loading -------------------------------------------------------------------------------------
+    @property
+    def _single(self) -> SingleFile | None:
+        return self.source if isinstance(self.source, SingleFile) else None
+
+    def _official_section(self, name: str) -> dict:
+        section = self._single.config.get(name)
+        if section is None:
+            raise ModelLoadError(
+                f"{self._single.path}: the metadata 'config' has no '{name}' section; this file was not written as an "
+                "official LTX-2 single-file checkpoint (or it was stripped). Use a diffusers folder instead."
+            )
+        return section
+
+    def _from_diffusers_folder(self, name: str, cls: type[nn.Module], **overrides: object) -> nn.Module:
+        folder = Path(self.source) / name
+        config = {k: v for k, v in read_json(folder / "config.json").items() if not k.startswith("_")}
+        config.update(overrides)
+        return build_module(cls, config, read_safetensors_dir(folder, self.dtype), str(folder), name)
+
+    @cached_property
+    def transformer(self) -> LTX2VideoTransformer3DModel:
+        if self._single is None:
+            # perturbed_attn only picks the attention processor (no weights); STG needs it.
+            module = self._from_diffusers_folder("transformer", LTX2VideoTransformer3DModel, perturbed_attn=True)
+        else:
+            config = ltx2_transformer.diffusers_config(self._official_section("transformer"))
+            sd = ltx2_transformer.to_diffusers(self._single.read(ltx2_transformer.FILE_PREFIX, self.dtype))
+            module = build_module(LTX2VideoTransformer3DModel, config, sd, str(self._single.path), "transformer")
+        return module
+
+    @cached_property
+    def video_vae(self) -> AutoencoderKLLTX2Video:
+        if self._single is None:
+            return self._from_diffusers_folder("vae", AutoencoderKLLTX2Video)
+        official = self._official_section("vae")
+        sd = ltx2_video_vae.to_diffusers(self._single.read("vae.", self.dtype), official)
+        return build_module(
+            AutoencoderKLLTX2Video, ltx2_video_vae.diffusers_config(official), sd, str(self._single.path), "video VAE"
+        )
+
+    @cached_property
+    def audio_vae(self) -> AutoencoderKLLTX2Audio:
+        if self._single is None:
+            return self._from_diffusers_folder("audio_vae", AutoencoderKLLTX2Audio)
+        official = self._official_section("audio_vae")
+        sd = ltx2_audio.audio_vae_to_diffusers(self._single.read("audio_vae.", self.dtype))
+        config = ltx2_audio.audio_vae_diffusers_config(official)
+        return build_module(AutoencoderKLLTX2Audio, config, sd, str(self._single.path), "audio VAE")
+
+    @cached_property
+    def vocoder(self) -> nn.Module:
+        if self._single is None:
+            config = read_json(Path(self.source) / "vocoder" / "config.json")
+            return self._from_diffusers_folder("vocoder", vocoder_class(config))
+        official = self._official_section("vocoder")
+        config = ltx2_audio.vocoder_diffusers_config(official)
+        sd = ltx2_audio.vocoder_to_diffusers(self._single.read("vocoder.", self.dtype), official)
+        return build_module(vocoder_class(official), config, sd, str(self._single.path), "vocoder")
+
+    @cached_property
+    def connectors(self) -> LTX2TextConnectors:
+        if self._single is None:
+            return self._from_diffusers_folder("connectors", LTX2TextConnectors)
+        file_sd = self._single.read(CONNECTOR_FILE_PREFIXES, self.dtype)
+        config = ltx2_text.connectors_diffusers_config(self._official_section("transformer"), file_sd)
+        sd = ltx2_text.connectors_to_diffusers(file_sd)
+        return build_module(LTX2TextConnectors, config, sd, str(self._single.path), "text connectors")
+
+    @cached_property
+    def _text_encoder(self) -> tuple[nn.Module, object]:
+        from ltx_trainer.models.text_encoders import load_gemma
+
+        if self.text_encoder_path is not None:
+            return load_gemma(self.text_encoder_path, self.text_encoder_path, self.dtype)
+        if self._single is None and (Path(self.source) / "text_encoder").is_dir():
+            return load_gemma(Path(self.source) / "text_encoder", Path(self.source) / "tokenizer", self.dtype)
+        raise ModelLoadError(
+            f"{getattr(self._single, 'path', self.source)}: no text encoder: pass the Gemma folder "
+            "(model.text_encoder_path in the config, --text-encoder on the command line)"
+        )
+
+    def unload_text_encoder(self) -> None:
+        """Free the text encoder once prompts are cached (validation caches them at start)."""
+        self.__dict__.pop("_text_encoder", None)
+
+    # ---- the family-agnostic interface ---------------------------------------------------------------------------
+    def encode_video(self, pixels: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+        vae = self.video_vae
+        if tiled:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+        return ltx2_video_vae.encode(vae, pixels.to(self.dtype))
+
+    def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
+        return ltx2_video_vae.decode(self.video_vae, latents.to(self.dtype))
+
+    def encode_audio(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        mel = ltx2_audio.waveform_to_mel(waveform.float(), sample_rate)
+        return ltx2_audio.encode_audio(self.audio_vae, mel.to(self.dtype))
+
+    def decode_audio(self, latents: torch.Tensor) -> tuple[torch.Tensor, int]:
+        mel = ltx2_audio.decode_audio(self.audio_vae, latents.to(self.dtype))
+        return ltx2_audio.vocode(self.vocoder, mel)
+
+    @torch.no_grad()
+    def encode_text(self, prompts: list[str]) -> TextFeatures:
+        model, tokenizer = self._text_encoder
+        tokens = tokenizer(
+            prompts, padding="max_length", max_length=self.spec.text_max_length, truncation=True, return_tensors="pt"
+        )
+        out = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, output_hidden_states=True)
+        stack = torch.stack(out.hidden_states, dim=-1)  # [B, L, H, layers + 1]
+        video, audio = ltx2_text.text_features(self.connectors, stack.to(self.dtype), tokens.attention_mask)
+        return TextFeatures(video=video, audio=audio, mask=tokens.attention_mask)
+
+    def text_context(self, features: TextFeatures) -> TextContext:
+        video, audio, mask = ltx2_text.text_context(self.connectors, features.video, features.audio, features.mask)
+        return TextContext(video=video, audio=audio, mask=mask)
+
+    patchify_video = staticmethod(lat.patchify_video)
+    unpatchify_video = staticmethod(lat.unpatchify_video)
+    patchify_audio = staticmethod(lat.patchify_audio)
+    unpatchify_audio = staticmethod(lat.unpatchify_audio)
+
+    def video_positions(self, batch: int, frames: int, height: int, width: int, fps: float) -> torch.Tensor:
+        return lat.video_positions(
+            batch, frames, height, width, fps, self.spec.temporal_compression, self.spec.spatial_compression
+        )
+
+    def audio_positions(self, batch: int, steps: int) -> torch.Tensor:
+        return lat.audio_positions(batch, steps, sample_rate=self.spec.audio_sample_rate)
+
+    def forward(
+        self,
+        video: ModalityInput | None,
+        audio: ModalityInput | None,
+        context: TextContext,
+        perturbation: Perturbation | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Velocities for the given modalities.
+
+        diffusers' transformer always runs both streams. A missing modality becomes one clean placeholder token and
+        cross-modal attention is switched off, which leaves the present modality's output exactly as ltx-core's
+        single-modality forward (the cross-modal AdaLN terms only feed the skipped cross-attention).
+        """
+        if video is None and audio is None:
+            raise ValueError("forward needs at least one of video or audio")
+        isolate = video is None or audio is None or (perturbation is not None and perturbation.isolate_modalities)
+        video_in = video or self._placeholder(audio, self.transformer.config.in_channels, 3)
+        audio_in = audio or self._placeholder(video, self.transformer.config.audio_in_channels, 1)
+        dtype = next(self.transformer.parameters()).dtype
+        stg_blocks = perturbation.blocks if perturbation is not None else None
+        stg_mask = perturbation.mask if perturbation is not None else None
+        video_out, audio_out = self.transformer(
+            hidden_states=video_in.latent.to(dtype),
+            audio_hidden_states=audio_in.latent.to(dtype),
+            encoder_hidden_states=context.video.to(dtype),
+            audio_encoder_hidden_states=(context.audio if context.audio is not None else context.video).to(dtype),
+            timestep=video_in.timesteps * 1000,
+            audio_timestep=audio_in.timesteps * 1000,
+            sigma=video_in.sigma * 1000,
+            audio_sigma=audio_in.sigma * 1000,
+            encoder_attention_mask=context.mask,
+            audio_encoder_attention_mask=context.mask,
+            video_coords=video_in.positions,
+            audio_coords=audio_in.positions,
+            isolate_modalities=isolate,
+            spatio_temporal_guidance_blocks=stg_blocks,
+            perturbation_mask=stg_mask,
+            use_cross_timestep=True,  # ltx-core feeds the other modality's sigma to the cross-modal AdaLN
+            return_dict=False,
+        )
+        return (video_out if video is not None else None), (audio_out if audio is not None else None)
+
+    @staticmethod
+    def _placeholder(other: ModalityInput, channels: int, axes: int) -> ModalityInput:
+        batch = other.latent.shape[0]
+        zeros = other.latent.new_zeros
+        return ModalityInput(
+            latent=zeros(batch, 1, channels),
+            timesteps=zeros(batch, 1),
+            sigma=zeros(batch),
+            positions=zeros(batch, axes, 1, 2),
+        )

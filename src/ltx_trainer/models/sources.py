@@ -1,0 +1,70 @@
+"""Read tensors from the two on-disk layouts users have: official single files and diffusers folders."""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ltx_trainer.models.errors import ModelLoadError
+from ltx_trainer.models.formats.common import StateDict
+
+
+class SingleFile:
+    """An official single-file checkpoint: tensors plus ``__metadata__`` (``config`` JSON, ``model_version``)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            with safe_open(self.path, "pt") as f:
+                self.metadata = f.metadata() or {}
+                self.keys = list(f.keys())
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelLoadError(
+                f"{self.path}: not a readable safetensors file ({e}). It may be truncated or corrupt: "
+                "re-download it and compare its size with the source."
+            ) from e
+        try:
+            self.config = json.loads(self.metadata.get("config", "{}"))
+        except json.JSONDecodeError as e:
+            raise ModelLoadError(f"{self.path}: the metadata 'config' is not valid JSON ({e})") from e
+
+    def read(self, prefixes: str | Iterable[str], dtype: torch.dtype | None = None) -> StateDict:
+        """All tensors whose key starts with one of ``prefixes`` (keys kept whole)."""
+        prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+        out = {}
+        try:
+            with safe_open(self.path, "pt") as f:
+                for key in self.keys:
+                    if key.startswith(prefixes):
+                        t = f.get_tensor(key)
+                        out[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        except (SafetensorError, OSError) as e:
+            raise ModelLoadError(f"{self.path}: reading tensors failed ({e}); the file is probably truncated") from e
+        return out
+
+    def has(self, prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in self.keys)
+
+
+def read_safetensors_dir(folder: Path, dtype: torch.dtype | None = None) -> StateDict:
+    """Every ``*.safetensors`` shard in a diffusers component folder, merged."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{folder}: no *.safetensors weights in this component folder")
+    sd: StateDict = {}
+    for file in files:
+        sd.update(SingleFile(file).read(""))
+    if dtype is not None:
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    return sd
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"{path}: missing") from e
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}: invalid JSON ({e})") from e

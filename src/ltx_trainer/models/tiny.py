@@ -1,0 +1,241 @@
+"""Tiny random models in the real architectures, written in every on-disk format a user has.
+
+Tests and the demo use only these: an official single file with config metadata, a diffusers folder, and a Gemma-3
+(T5 for LTXV) folder whose tokenizer is trained locally with ``tokenizers``. Nothing is downloaded.
+
+The dims are the smallest the architectures accept (spec/reference-ltx-core.md §2): the VAEs must compress 8x in
+time and 32x in space; latents are 128 channels (video) and 8x16 (audio); the audio VAE needs 64 mel bins and
+``ch = z * mel / 4``; LTX-2.0's connector width equals the Gemma hidden size.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
+
+GEMMA_HIDDEN = 64
+GEMMA_LAYERS = 2
+GEMMA_VOCAB = 512
+TINY_CORPUS = [
+    "A red square glides across a checkered floor while a low hum rises.",
+    "A cat walks on the beach at sunset, waves crash and seagulls call.",
+    "A man speaks to the camera in a quiet room. Cinematic lighting, slow dolly in.",
+    "Rain falls on a neon street at night; cars pass and a siren fades away.",
+]
+GEMMA_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
+                        "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+
+
+def tiny_ltx2_config(version: str = "2.0") -> dict:
+    """The metadata ``config`` of a tiny LTX-2 ("2.0") or LTX-2.3 ("2.3") single-file checkpoint."""
+    transformer = {
+        "_class_name": "AVTransformer3DModel",
+        "num_layers": 2,
+        "num_attention_heads": 2,
+        "attention_head_dim": 16,
+        "cross_attention_dim": 32,
+        "audio_num_attention_heads": 2,
+        "audio_attention_head_dim": 8,
+        "audio_cross_attention_dim": 16,
+        "in_channels": 128,
+        "out_channels": 128,
+        "audio_in_channels": 128,
+        "audio_out_channels": 128,
+        "norm_eps": 1e-6,
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "audio_positional_embedding_max_pos": [20],
+        "timestep_scale_multiplier": 1000,
+        "av_ca_timestep_scale_multiplier": 1000,
+        "connector_num_layers": 1,
+        "use_middle_indices_grid": True,
+        "qk_norm": "rms_norm",
+    }
+    vocoder: dict
+    if version == "2.0":
+        transformer.update(
+            caption_channels=GEMMA_HIDDEN, rope_type="interleaved", frequencies_precision="float32",
+            connector_num_attention_heads=2, connector_attention_head_dim=GEMMA_HIDDEN // 2,
+        )
+        vocoder = {"resblock": "1", "stereo": True, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32],
+                   "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
+                   "output_sampling_rate": 24000}
+    elif version == "2.3":
+        transformer.update(
+            rope_type="split", frequencies_precision="float64", cross_attention_adaln=True, apply_gated_attention=True,
+            caption_proj_before_connector=True, caption_projection_first_linear=False, caption_proj_input_norm=False,
+            caption_projection_second_linear=False, connector_apply_gated_attention=True,
+            connector_num_attention_heads=2, connector_attention_head_dim=16,
+            audio_connector_num_attention_heads=2, audio_connector_attention_head_dim=8,
+        )
+        amp = {"resblock": "AMP1", "stereo": True, "activation": "snakebeta", "upsample_initial_channel": 32,
+               "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]], "use_tanh_at_final": False,
+               "use_bias_at_final": False}
+        vocoder = {
+            "vocoder": {**amp, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
+            "bwe": {**amp, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32], "input_sampling_rate": 16000,
+                    "output_sampling_rate": 48000, "n_fft": 512, "hop_length": 80, "num_mels": 64},
+        }
+    else:
+        raise ValueError(f"tiny LTX-2 version must be '2.0' or '2.3', not {version!r}")
+    vae = {
+        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+        "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform", "causal_decoder": False,
+        "timestep_conditioning": False, "decoder_base_channels": 8, "encoder_base_channels": 8,
+        "encoder_blocks": [["compress_space_res", {"multiplier": 1}], ["compress_time_res", {"multiplier": 1}],
+                           ["compress_all_res", {"multiplier": 1}], ["compress_all_res", {"multiplier": 1}],
+                           ["res_x", {"num_layers": 1}]],
+        "decoder_blocks": [["compress_all", {"multiplier": 2, "residual": True}],
+                           ["compress_all", {"multiplier": 2, "residual": True}],
+                           ["compress_all", {"multiplier": 2, "residual": True}],
+                           ["res_x", {"num_layers": 1, "inject_noise": False}]],
+    }
+    audio_vae = {
+        "model": {"params": {"sampling_rate": 16000, "ddconfig": {
+            "ch": 128, "out_ch": 2, "in_channels": 2, "ch_mult": [1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [],
+            "resolution": 256, "z_channels": 8, "double_z": True, "norm_type": "pixel", "causality_axis": "height",
+            "dropout": 0.0, "mid_block_add_attention": False, "mel_bins": 64}}},
+        "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160, "causal": True},
+                          "mel": {"n_mel_channels": 64}},
+    }
+    return {"transformer": transformer, "vae": vae, "audio_vae": audio_vae, "vocoder": vocoder}
+
+
+def randomize_(module: nn.Module, seed: int) -> nn.Module:
+    """Seeded random weights everywhere, so no output is trivially zero (diffusers zero-inits some projections)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim <= 1 and ("norm" in name or name.endswith(("gamma", "scale", "alpha", "beta"))):
+                p.copy_(1.0 + 0.05 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p[0].numel() if p.ndim > 1 else p.numel()
+                p.copy_(torch.randn(p.shape, generator=g) / max(fan_in, 1) ** 0.5)
+        for name, b in module.named_buffers():
+            if name.endswith("latents_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
+            elif name.endswith("latents_std"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return module.eval()
+
+
+def build_ltx2_components(config: dict, seed: int = 0) -> dict[str, nn.Module]:
+    """Random diffusers modules for the official ``config`` (transformer, vae, audio_vae, vocoder, connectors)."""
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+
+    from ltx_trainer.models.ltx2 import vocoder_class
+
+    text_in = GEMMA_HIDDEN * (GEMMA_LAYERS + 1)
+    connector_probe = _connector_probe(config["transformer"], text_in)
+    modules = {
+        "transformer": LTX2VideoTransformer3DModel(**ltx2_transformer.diffusers_config(config["transformer"])),
+        "vae": AutoencoderKLLTX2Video(**ltx2_video_vae.diffusers_config(config["vae"])),
+        "audio_vae": AutoencoderKLLTX2Audio(**ltx2_audio.audio_vae_diffusers_config(config["audio_vae"])),
+        "vocoder": vocoder_class(config["vocoder"])(**ltx2_audio.vocoder_diffusers_config(config["vocoder"])),
+        "connectors": LTX2TextConnectors(**ltx2_text.connectors_diffusers_config(config["transformer"], connector_probe)),
+    }
+    return {name: randomize_(m, seed + i) for i, (name, m) in enumerate(modules.items())}
+
+
+def _connector_probe(transformer: dict, text_in: int) -> dict[str, torch.Tensor]:
+    """Shape-only stand-ins for the text projection weights, from which the connector config reads its input width."""
+    if transformer.get("caption_proj_before_connector"):
+        v = transformer["connector_num_attention_heads"] * transformer["connector_attention_head_dim"]
+        a = transformer["audio_connector_num_attention_heads"] * transformer["audio_connector_attention_head_dim"]
+        return {
+            "text_embedding_projection.video_aggregate_embed.weight": torch.empty(v, text_in),
+            "text_embedding_projection.video_aggregate_embed.bias": torch.empty(v),
+            "text_embedding_projection.audio_aggregate_embed.weight": torch.empty(a, text_in),
+            "text_embedding_projection.audio_aggregate_embed.bias": torch.empty(a),
+        }
+    return {"text_embedding_projection.aggregate_embed.weight": torch.empty(transformer["caption_channels"], text_in)}
+
+
+def official_state_dict(components: dict[str, nn.Module], config: dict) -> dict[str, torch.Tensor]:
+    """diffusers modules -> one state dict in the official single-file key layout."""
+    sd = {}
+    sd.update(ltx2_transformer.to_official(components["transformer"].state_dict()))
+    sd.update(ltx2_video_vae.to_official(components["vae"].state_dict(), config["vae"]))
+    sd.update(ltx2_audio.audio_vae_to_official(components["audio_vae"].state_dict()))
+    sd.update(ltx2_audio.vocoder_to_official(components["vocoder"].state_dict(), config["vocoder"]))
+    sd.update(ltx2_text.connectors_to_official(components["connectors"].state_dict()))
+    return sd
+
+
+def save_single_file(
+    sd: dict[str, torch.Tensor], config: dict, path: Path, model_version: str, dtype: torch.dtype = torch.bfloat16
+) -> Path:
+    """Write an official single-file checkpoint: tensors + ``__metadata__`` ``config`` and ``model_version``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    save_file(tensors, str(path), metadata={"config": json.dumps(config), "model_version": model_version})
+    return path
+
+
+def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
+    """A tiny Gemma-3 folder (config, weights, locally trained byte-level BPE tokenizer) that transformers loads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, GemmaTokenizerFast
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=GEMMA_VOCAB, special_tokens=GEMMA_SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(TINY_CORPUS * 20, trainer)
+    tokenizer = GemmaTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        padding_side="left", model_max_length=1024,
+    )
+    tokenizer.save_pretrained(out_dir)
+    ids = {t: tok.token_to_id(t) for t in GEMMA_SPECIAL_TOKENS}
+    config = Gemma3Config(
+        text_config={"hidden_size": GEMMA_HIDDEN, "intermediate_size": 128, "num_hidden_layers": GEMMA_LAYERS,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32,
+                     "sliding_window": 16, "max_position_embeddings": 2048, "vocab_size": tok.get_vocab_size()},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 64, "patch_size": 4},
+        mm_tokens_per_image=16, boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"], eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
+        pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"],
+    )
+    torch.manual_seed(seed)
+    Gemma3ForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    return out_dir
+
+
+def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0) -> dict[str, Path]:
+    """Write a tiny LTX-2 (``"2.0"``) or LTX-2.3 (``"2.3"``) model in every format.
+
+    Returns:
+        ``{"single_file": .safetensors, "diffusers": folder, "gemma": folder}`` (the diffusers folder contains its own
+        ``text_encoder``/``tokenizer`` copies of the same Gemma).
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
+    from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    config = tiny_ltx2_config(version)
+    components = build_ltx2_components(config, seed)
+    for module in components.values():  # bf16-representable values: the bf16 single file and fp32 folder agree
+        for p in module.parameters():
+            p.data = p.data.to(torch.bfloat16).float()
+    gemma_dir = write_tiny_gemma(out_dir / "gemma", seed)
+    single = save_single_file(
+        official_state_dict(components, config), config, out_dir / f"ltx-tiny-{version}.safetensors", f"{version}.0"
+    )
+    pipe = LTX2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05),
+        text_encoder=Gemma3ForConditionalGeneration.from_pretrained(gemma_dir),
+        tokenizer=AutoTokenizer.from_pretrained(gemma_dir),
+        **components,
+    )
+    pipe.save_pretrained(out_dir / "diffusers")
+    return {"single_file": single, "diffusers": out_dir / "diffusers", "gemma": gemma_dir}
