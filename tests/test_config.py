@@ -327,3 +327,7 @@ def test_new_fields_default_to_official_behaviour() -> None:
     assert cfg.wandb.mode == "online"
     assert cfg.tensorboard.enabled is False
     assert _problems(_minimal(optimization={"caption_dropout": 1.5}))[0].startswith("optimization.caption_dropout: ")
+
+
+def test_legacy_prompts_must_be_a_list() -> None:
+    assert _problems(_minimal(validation={"prompts": "a cat"})) == ["validation.prompts: expected a list, got 'a cat'"]

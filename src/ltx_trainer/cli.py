@@ -1,14 +1,93 @@
-"""The `ltx-trainer` command line: one typer app, each verb a thin call into the packages."""
+"""The `ltx-trainer` command line: one typer app, each verb a thin call into the packages below it."""
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train LTX video models: footage in, LoRA out.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Train Lightricks LTX video models (LTXV 0.9.x, LTX-2, LTX-2.3): raw footage in, LoRA out.",
+)
+config_app = typer.Typer(no_args_is_help=True, help="Check and inspect training configs.")
+app.add_typer(config_app, name="config")
+console = Console()
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@config_app.command("validate")
+def config_validate(file: Annotated[Path, typer.Argument(help="Training config YAML.")]) -> None:
+    """Check a config: every problem on its own line, with the key path and what is allowed."""
+    from ltx_trainer.config import ConfigError, load_config
+
+    try:
+        load_config(file)
+    except ConfigError as e:
+        fail(str(e))
+    console.print(f"[green]ok[/green] {file}")
+
+
+@config_app.command("show")
+def config_show(file: Annotated[Path, typer.Argument(help="Training config YAML.")]) -> None:
+    """Print the resolved config: defaults filled in, legacy keys migrated."""
+    from ltx_trainer.config import ConfigError, dump_config, load_config
+
+    try:
+        cfg = load_config(file)
+    except ConfigError as e:
+        fail(str(e))
+    console.print(Syntax(dump_config(cfg), "yaml", background_color="default"))
+
+
+@app.command()
+def info(model: Annotated[Path, typer.Argument(help="Single-file checkpoint or diffusers folder.")]) -> None:
+    """Show what a model path holds: family, version, layout."""
+    from ltx_trainer.models.errors import ModelLoadError
+    from ltx_trainer.models.families import detect
+
+    try:
+        found = detect(model)
+    except ModelLoadError as e:
+        fail(str(e))
+    table = Table(show_header=False)
+    for key, value in [("path", found.path), ("layout", found.layout), ("family", found.spec.family),
+                       ("version", found.spec.version), ("audio", found.spec.has_audio),
+                       ("transformer blocks", found.spec.num_layers)]:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command("make-tiny")
+def make_tiny(
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    family: Annotated[str, typer.Option(help="ltx2-2.0, ltx2-2.3 or ltxv.")] = "ltx2-2.0",
+    seed: int = 0,
+) -> None:
+    """Write a tiny random model of a family in every on-disk format (for trying the tool without real weights)."""
+    from ltx_trainer.models.tiny import write_tiny
+
+    try:
+        paths = write_tiny(out, family, seed)
+    except ValueError as e:
+        fail(str(e))
+    for name, path in paths.items():
+        console.print(f"{name:12s} {path}")
 
 
 @app.command()
 def demo() -> None:
-    """Run the end-to-end demo on tiny models (arrives with the training core)."""
-    typer.echo(app.info.help)
+    """Run the end-to-end demo on tiny models (arrives with the training core; for now, the verbs)."""
+    console.print(app.info.help)
+    console.print("Verbs: " + ", ".join(sorted(c.name or c.callback.__name__ for c in app.registered_commands)))
 
 
 if __name__ == "__main__":

@@ -187,7 +187,23 @@ class ModalityConfig(ConfigSection):
     loss_weight: float = Field(default=1.0, ge=0.0, description="Weight of this modality's loss term (ours).")
 
 
-class FlexibleStrategyConfig(ConfigSection):
+class StrategyConfigBase(ConfigSection):
+    """Shared surface of the training strategies: the data folders they read and their flexible equivalent."""
+
+    def data_source_keys(self) -> dict[str, tuple[str, str]]:
+        """Folders under the data root this strategy reads → (batch key, config key that names the folder)."""
+        raise NotImplementedError
+
+    def get_data_sources(self) -> dict[str, str]:
+        """Folders under the data root this strategy reads, mapped to their batch keys (official API)."""
+        return {directory: batch_key for directory, (batch_key, _) in self.data_source_keys().items()}
+
+    def as_flexible(self) -> FlexibleStrategyConfig:
+        """The equivalent ``flexible`` strategy."""
+        raise NotImplementedError
+
+
+class FlexibleStrategyConfig(StrategyConfigBase):
     """``training_strategy: {name: flexible}`` every conditioning scenario expressed as configuration."""
 
     name: Literal["flexible"] = "flexible"
@@ -210,10 +226,6 @@ class FlexibleStrategyConfig(ConfigSection):
             raise ValueError("\n".join(issues))
         return self
 
-    def get_data_sources(self) -> dict[str, str]:
-        """Folders under the data root this strategy reads, mapped to their batch keys."""
-        return {directory: batch_key for directory, (batch_key, _) in self.data_source_keys().items()}
-
     def data_source_keys(self) -> dict[str, tuple[str, str]]:
         """Folders this strategy reads → (batch key, config key that names the folder)."""
         sources = {"conditions": ("conditions", "data.preprocessed_data_root")}
@@ -234,7 +246,7 @@ class FlexibleStrategyConfig(ConfigSection):
         return self
 
 
-class TextToVideoConfig(ConfigSection):
+class TextToVideoConfig(StrategyConfigBase):
     """Deprecated ``text_to_video`` strategy; prefer ``flexible`` (``as_flexible()`` gives the equivalent)."""
 
     name: Literal["text_to_video"] = "text_to_video"
@@ -251,10 +263,6 @@ class TextToVideoConfig(ConfigSection):
             "and `as_flexible()` shows the equivalent 'flexible' strategy"
         )
         return self
-
-    def get_data_sources(self) -> dict[str, str]:
-        """Folders under the data root this strategy reads, mapped to their batch keys."""
-        return {directory: batch_key for directory, (batch_key, _) in self.data_source_keys().items()}
 
     def data_source_keys(self) -> dict[str, tuple[str, str]]:
         """Folders this strategy reads → (batch key, config key that names the folder)."""
@@ -277,7 +285,7 @@ class TextToVideoConfig(ConfigSection):
         return FlexibleStrategyConfig(video=video, audio=audio)
 
 
-class VideoToVideoConfig(ConfigSection):
+class VideoToVideoConfig(StrategyConfigBase):
     """Deprecated ``video_to_video`` (IC-LoRA) strategy; prefer ``flexible`` with a ``reference`` condition."""
 
     name: Literal["video_to_video"] = "video_to_video"
@@ -293,10 +301,6 @@ class VideoToVideoConfig(ConfigSection):
             "and `as_flexible()` shows the equivalent 'flexible' strategy"
         )
         return self
-
-    def get_data_sources(self) -> dict[str, str]:
-        """Folders under the data root this strategy reads, mapped to their batch keys."""
-        return {directory: batch_key for directory, (batch_key, _) in self.data_source_keys().items()}
 
     def data_source_keys(self) -> dict[str, tuple[str, str]]:
         """Folders this strategy reads → (batch key, config key that names the folder)."""
@@ -556,8 +560,14 @@ def _migrate_legacy_samples(values: dict[str, Any]) -> None:
     prompts = legacy.get("prompts") or []
     images = legacy.get("images")
     references = legacy.get("reference_videos")
+    for key, items in (("prompts", prompts), ("images", images), ("reference_videos", references)):
+        if items is not None and not isinstance(items, list):
+            raise ValueError(f"{key}: expected a list, got {items!r}")
     if prompts and values.get("samples"):
         raise ValueError("prompts: deprecated list cannot be combined with samples; move each prompt into samples")
+    factor = legacy.get("reference_downscale_factor", 1)
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"reference_downscale_factor: expected an integer >= 1, got {factor!r}")
     for key, items in (("images", images), ("reference_videos", references)):
         if items is not None and len(items) != len(prompts):
             raise ValueError(f"{key}: {len(items)} given for {len(prompts)} prompts; give exactly one per prompt")
@@ -571,7 +581,7 @@ def _migrate_legacy_samples(values: dict[str, Any]) -> None:
                 {
                     "type": "reference",
                     "video": references[i],
-                    "downscale_factor": legacy.get("reference_downscale_factor", 1),
+                    "downscale_factor": factor,
                     "include_in_output": legacy.get("include_reference_in_output", False),
                 }
             )
@@ -1047,6 +1057,7 @@ __all__ = [
     "QuantizationOptions",
     "ReferenceCondition",
     "SpatialCropCondition",
+    "StrategyConfigBase",
     "SuffixCondition",
     "TensorboardConfig",
     "TextToVideoConfig",

@@ -464,6 +464,7 @@ def _decode_audio(
 
         report = _DecodeReport(path)
         resampler: av.AudioResampler | None = None
+        out_channels = 1
         duplicate = False
         chunks: list[np.ndarray] = []
         collected = 0
@@ -484,16 +485,23 @@ def _decode_audio(
                     target_channels = channels or source_channels
                     duplicate = source_channels == 1 and target_channels == 2
                     if duplicate:
-                        layout = "mono"
+                        layout = av.AudioLayout("mono")
                     elif channels is None:
-                        layout = frame.layout.name
+                        layout = frame.layout
                     else:
-                        layout = _layout_for(target_channels)
+                        layout = av.AudioLayout(_layout_for(target_channels))
                     resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
+                    out_channels = layout.nb_channels
                     skip = max(0, _round_half_up((start - offset) * rate))
                     if duration is not None:
                         needed = skip + _round_half_up(duration * rate)
-                for out in resampler.resample(frame):
+                try:
+                    outs = resampler.resample(frame)
+                except ValueError:  # the stream changed rate/layout mid-way: flush, then start a fresh resampler
+                    outs = resampler.resample(None)
+                    resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
+                    outs += resampler.resample(frame)
+                for out in outs:
                     chunk = _frame_to_planar(out)
                     chunks.append(chunk)
                     collected += chunk.shape[1]
@@ -511,7 +519,7 @@ def _decode_audio(
 
     if resampler is None:
         raise MediaError(path, "no decodable audio samples")
-    waveform = np.concatenate(chunks, axis=1) if chunks else np.zeros((1, 0), dtype=np.float32)
+    waveform = np.concatenate(chunks, axis=1) if chunks else np.zeros((out_channels, 0), dtype=np.float32)
     return waveform[:, skip:], rate, duplicate
 
 

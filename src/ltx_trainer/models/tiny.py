@@ -239,3 +239,14 @@ def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0) ->
     )
     pipe.save_pretrained(out_dir / "diffusers")
     return {"single_file": single, "diffusers": out_dir / "diffusers", "gemma": gemma_dir}
+
+
+def write_tiny(out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0) -> dict[str, Path]:
+    """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3`` or ``ltxv``) in every on-disk format."""
+    if family in ("ltx2-2.0", "ltx2-2.3"):
+        return write_tiny_ltx2(out_dir, version=family.removeprefix("ltx2-"), seed=seed)
+    if family == "ltxv":
+        from ltx_trainer.models.ltxv import write_tiny_ltxv
+
+        return write_tiny_ltxv(Path(out_dir), seed=seed)
+    raise ValueError(f"family {family!r} is not one of ltx2-2.0, ltx2-2.3, ltxv")
