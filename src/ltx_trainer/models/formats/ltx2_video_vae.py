@@ -25,8 +25,8 @@ Latent statistics: the file's ``vae.per_channel_statistics.{mean-of-means,std-of
 dropped, as diffusers does. ltx-core's ``PerChannelStatistics`` registers only those two buffers, so they are all
 ``to_official`` writes and all ltx-core needs to load with no tensor missing.
 
-``encode`` / ``decode`` reproduce ltx-core's ``VideoEncoder.forward`` / ``VideoDecoder.forward``: the encoder returns the
-per-channel *normalized mean* (no sampling); the decoder (when timestep-conditioned) blends in Gaussian noise,
+``encode`` / ``decode`` reproduce ltx-core's ``VideoEncoder.forward`` / ``VideoDecoder.forward``: the encoder returns
+the per-channel *normalized mean* (no sampling); the decoder (when timestep-conditioned) blends in Gaussian noise,
 ``x = 0.025 * noise + 0.975 * x``, before denormalizing, and conditions on timestep 0.05 unless one is given.
 """
 
@@ -80,6 +80,7 @@ _DECODER_COMPRESS = {
     "compress_all": ("spatiotemporal", (2, 2, 2)),
 }
 _ENCODER_NAME = {kind: name for name, (kind, _, _) in _ENCODER_COMPRESS.items()}
+_ENCODER_STRIDE = {kind: stride for kind, stride, _ in _ENCODER_COMPRESS.values()}
 _DECODER_NAME = {kind: name for name, (kind, _) in _DECODER_COMPRESS.items()}
 _STAT_KEYS = {"mean-of-means": "latents_mean", "std-of-means": "latents_std"}
 
@@ -230,8 +231,7 @@ def diffusers_config(official_vae: dict) -> dict:
     # diffusers reverses every decoder list except upsample_type internally, so those are stored in metadata order
     decoder_layers = [layout.decoder_mid.layers] + [b.layers for b in up]
     decoder_noise = [layout.decoder_mid.inject_noise] + [b.inject_noise for b in up]
-    space = sum(_ENCODER_COMPRESS_STRIDE(b.kind)[1] == 2 for b in layout.down if b.kind)
-    time = sum(_ENCODER_COMPRESS_STRIDE(b.kind)[0] == 2 for b in layout.down if b.kind)
+    strides = [_ENCODER_STRIDE[b.kind] for b in layout.down if b.kind]
     patch_size = _get(vae, "patch_size")
     return {
         "in_channels": _get(vae, "in_channels"),
@@ -259,13 +259,9 @@ def diffusers_config(official_vae: dict) -> dict:
         "encoder_spatial_padding_mode": padding or _ENCODER_PADDING_DEFAULT,
         "decoder_spatial_padding_mode": padding or _DECODER_PADDING_DEFAULT,
         # diffusers would derive these as patch * 2**(number of scaling blocks), wrong for time-only/space-only blocks
-        "spatial_compression_ratio": patch_size * 2**space,
-        "temporal_compression_ratio": 2**time,
+        "spatial_compression_ratio": patch_size * 2 ** sum(s[1] == 2 for s in strides),
+        "temporal_compression_ratio": 2 ** sum(s[0] == 2 for s in strides),
     }
-
-
-def _ENCODER_COMPRESS_STRIDE(kind: str) -> tuple[int, int, int]:  # noqa: N802  (reads like the tables above)
-    return next(stride for k, stride, _ in _ENCODER_COMPRESS.values() if k == kind)
 
 
 def _diffusers_defaults() -> dict:
