@@ -43,7 +43,9 @@ def find_oracle() -> Oracle | None:
 def oracle() -> Oracle:
     found = find_oracle()
     if found is None:
-        pytest.skip("oracle venv absent: run `bash ../shared/oracle/setup.sh` (make test does it when ../shared exists)")
+        pytest.skip(
+            "oracle venv absent: run `bash ../shared/oracle/setup.sh` (make test does it when ../shared exists)"
+        )
     return found
 
 
@@ -57,8 +59,16 @@ def oracle_checkpoints(oracle: Oracle, tmp_path_factory: pytest.TempPathFactory)
         ckpt = d / f"ltx-tiny-{variant}.safetensors"
         oracle.run("forward_ref.py", "--checkpoint", str(ckpt), "--out", str(d / "fwd.pt"), "--seed", "0")
         oracle.run(
-            "forward_ref.py", "--checkpoint", str(ckpt), "--out", str(d / "fwd_first_frame.pt"), "--seed", "1",
-            "--cond-first-frame", "--sigma", "0.4",
+            "forward_ref.py",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(d / "fwd_first_frame.pt"),
+            "--seed",
+            "1",
+            "--cond-first-frame",
+            "--sigma",
+            "0.4",
         )
         out[variant] = {"checkpoint": ckpt, "gemma": d / "gemma", "dir": d}
     return out

@@ -13,6 +13,7 @@ deterministic for a given ``seed`` and small enough to be fast.
 from __future__ import annotations
 
 import colorsys
+import io
 import os
 from collections.abc import Sequence
 from fractions import Fraction
@@ -148,6 +149,7 @@ def make_clip(
     sample_rate: int = 44100,
     channels: int = 2,
     seed: int = 0,
+    rotation: int = 0,
 ) -> Path:
     """Write a synthetic video clip (mp4/mov/m4v/mkv: H.264 + AAC, avi: MPEG-4 with B-frames + PCM, webm: VP9 + Opus).
 
@@ -163,6 +165,8 @@ def make_clip(
         sample_rate: Audio sample rate (webm always uses 48000, Opus' rate).
         channels: Audio channels (1-8).
         seed: Changes colours, square position and frequencies.
+        rotation: Display rotation in degrees counter-clockwise (stored as a display matrix, like phone videos);
+            an upright reader returns ``np.rot90(frame, rotation // 90)``.
 
     Returns:
         ``path`` as a ``Path``.
@@ -174,6 +178,8 @@ def make_clip(
     with av.open(str(path), mode="w") as container:
         video_stream = container.add_stream(video_codec, rate=rate, options=dict(video_options))
         video_stream.width, video_stream.height, video_stream.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            video_stream.set_display_rotation(rotation)
         audio_stream = None
         waveform = np.zeros((channels, 0), dtype=np.float32)
         if audio:
@@ -238,11 +244,15 @@ def make_audio_only(
     sample_rate: int = 44100,
     channels: int = 2,
     seed: int = 0,
+    cover_art: bool = False,
 ) -> Path:
     """Write an audio-only file of per-channel sines; the suffix picks the codec.
 
     ``.wav`` pcm_s16le, ``.flac`` flac, ``.mp3`` libmp3lame, ``.aac`` AAC in ADTS, ``.m4a`` AAC in mp4,
     ``.ogg``/``.opus`` Opus (at 48 kHz whatever ``sample_rate`` says).
+
+    With ``cover_art`` (mp3 only) a 32x32 JPEG is attached as an ``attached_pic`` video stream, as music files
+    often have: readers must not take it for a video.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -259,8 +269,19 @@ def make_audio_only(
         sample_rate = 48000
     layout = _LAYOUTS[channels]
     waveform = clip_audio(round(seconds * sample_rate), sample_rate, channels, seed=seed)
+    if cover_art and suffix != ".mp3":
+        raise ValueError("cover_art is only supported for .mp3")
     with av.open(str(path), mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=sample_rate, layout=layout)
+        if cover_art:
+            cover = container.add_stream("mjpeg")
+            cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+            cover.disposition = av.stream.Disposition.attached_pic
+            jpeg = io.BytesIO()
+            Image.fromarray(clip_frame(0, 32, 32, seed=seed), mode="RGB").save(jpeg, format="JPEG")
+            packet = av.Packet(jpeg.getvalue())
+            packet.stream, packet.pts, packet.dts = cover, 0, 0
+            container.mux(packet)
         for frame in _audio_frames(waveform, sample_rate, layout, block=4096):
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -40,10 +40,18 @@ def fixed_inputs(model, seed: int = 0, batch: int = 1) -> tuple[ModalityInput, M
     cfg = model.transformer.config
     ctx_len = 16
     context = TextContext(
-        video=torch.randn(batch, ctx_len, cfg.cross_attention_dim if not cfg.use_prompt_embeddings else cfg.caption_channels,
-                          generator=g),
-        audio=torch.randn(batch, ctx_len, cfg.audio_cross_attention_dim if not cfg.use_prompt_embeddings
-                          else cfg.caption_channels, generator=g),
+        video=torch.randn(
+            batch,
+            ctx_len,
+            cfg.cross_attention_dim if not cfg.use_prompt_embeddings else cfg.caption_channels,
+            generator=g,
+        ),
+        audio=torch.randn(
+            batch,
+            ctx_len,
+            cfg.audio_cross_attention_dim if not cfg.use_prompt_embeddings else cfg.caption_channels,
+            generator=g,
+        ),
         mask=torch.ones(batch, ctx_len, dtype=torch.long),
     )
     return video, audio, context
@@ -77,11 +85,19 @@ def test_video_only_forward_ignores_audio(tiny_ltx2):
         alone, none = model.forward(video, None, context)
         other_audio = ModalityInput(audio.latent * 3, audio.timesteps, audio.sigma, audio.positions)
         isolated, _ = model.transformer(
-            hidden_states=video.latent, audio_hidden_states=other_audio.latent,
-            encoder_hidden_states=context.video, audio_encoder_hidden_states=context.audio,
-            timestep=video.timesteps * 1000, audio_timestep=audio.timesteps * 1000, sigma=video.sigma * 1000,
-            audio_sigma=audio.sigma * 1000, video_coords=video.positions, audio_coords=audio.positions,
-            isolate_modalities=True, use_cross_timestep=True, return_dict=False,
+            hidden_states=video.latent,
+            audio_hidden_states=other_audio.latent,
+            encoder_hidden_states=context.video,
+            audio_encoder_hidden_states=context.audio,
+            timestep=video.timesteps * 1000,
+            audio_timestep=audio.timesteps * 1000,
+            sigma=video.sigma * 1000,
+            audio_sigma=audio.sigma * 1000,
+            video_coords=video.positions,
+            audio_coords=audio.positions,
+            isolate_modalities=True,
+            use_cross_timestep=True,
+            return_dict=False,
         )
     assert none is None
     torch.testing.assert_close(alone, isolated, rtol=0, atol=1e-6)
@@ -155,8 +171,12 @@ def test_transformer_forward_matches_official(oracle_checkpoints, variant, refer
 @pytest.mark.parametrize("version", ["2.0", "2.3"])
 def test_our_single_file_passes_official_load_check(oracle, tiny_ltx2, version):
     out = oracle.run(
-        "load_check.py", "--checkpoint", str(tiny_ltx2[version]["single_file"]), "--gemma",
-        str(tiny_ltx2[version]["gemma"]), "--strict",
+        "load_check.py",
+        "--checkpoint",
+        str(tiny_ltx2[version]["single_file"]),
+        "--gemma",
+        str(tiny_ltx2[version]["gemma"]),
+        "--strict",
     )
     assert "RESULT: PASS" in out
 
@@ -181,7 +201,9 @@ def test_missing_tensor_is_listed(tiny_ltx2, tmp_path):
     del sd[dropped]
     bad = tmp_path / "missing.safetensors"
     save_file(sd, str(bad), metadata=metadata)
-    with pytest.raises(ModelLoadError, match=r"missing\.safetensors.*1 missing tensor.*transformer_blocks\.1\.attn1\.to_q"):
+    with pytest.raises(
+        ModelLoadError, match=r"missing\.safetensors.*1 missing tensor.*transformer_blocks\.1\.attn1\.to_q"
+    ):
         load_model(bad).transformer  # noqa: B018
 
 
@@ -205,7 +227,7 @@ def test_folder_that_is_neither_format(tmp_path):
 
 
 def test_hub_id_gives_offline_advice():
-    with pytest.raises(ModelLoadError, match="Hugging Face repo id.*offline"):
+    with pytest.raises(ModelLoadError, match=r"Hugging Face repo id.*offline"):
         detect("Lightricks/LTX-2")
 
 

@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(no_args_is_help=True, help="Check and inspect training configs.")
 app.add_typer(config_app, name="config")
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def fail(message: str) -> None:
@@ -59,9 +59,14 @@ def info(model: Annotated[Path, typer.Argument(help="Single-file checkpoint or d
     except ModelLoadError as e:
         fail(str(e))
     table = Table(show_header=False)
-    for key, value in [("path", found.path), ("layout", found.layout), ("family", found.spec.family),
-                       ("version", found.spec.version), ("audio", found.spec.has_audio),
-                       ("transformer blocks", found.spec.num_layers)]:
+    for key, value in [
+        ("path", found.path),
+        ("layout", found.layout),
+        ("family", found.spec.family),
+        ("version", found.spec.version),
+        ("audio", found.spec.has_audio),
+        ("transformer blocks", found.spec.num_layers),
+    ]:
         table.add_row(key, str(value))
     console.print(table)
 

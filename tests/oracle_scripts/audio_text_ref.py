@@ -2,11 +2,17 @@
 
 Runs in the ORACLE venv (official ltx-core 1.0.0, transformers 4.x), not in the project venv:
 
-    $LTX_ORACLE_PYTHON tests/oracle_scripts/audio_text_ref.py --checkpoint FILE --gemma DIR --out OUT.pt
+    $LTX_ORACLE_PYTHON tests/oracle_scripts/audio_text_ref.py --gemma DIR --job FILE OUT.pt [--job FILE2 OUT2.pt ...]
+                                                              [--load-check FILE ...]
 
-From an official single-file checkpoint it builds, exactly as ltx-pipelines' ModelLedger does (SingleGPUModelBuilder +
+--load-check FILE runs the oracle's load_check (every component present built through ltx-core's real loading path,
+all module tensors from the file and bit-equal, and --strict: no file key left unused) before the jobs. One process
+does it all, to pay the interpreter start-up once.
+
+For each --job checkpoint (official single-file format) it builds, exactly as ltx-pipelines' ModelLedger does (SingleGPUModelBuilder +
 the official configurator + SDOps, fp32 on CPU), the audio VAE encoder and decoder, the vocoder (plain or with BWE)
-and the embeddings processor (feature extractor V1/V2 + connectors; --gemma patches ltx-core's hard-coded Gemma config),
+and the embeddings processor (feature extractor V1/V2 + connectors; --gemma patches ltx-core's hard-coded Gemma config,
+so every checkpoint must be made for that Gemma),
 then runs them on seeded inputs:
 
     wave_<sr>        [1, 2, S] stereo test signals at 44100, 48000 and 16000 Hz (1 s, 0.5 s, 0.75 s)
@@ -66,19 +72,7 @@ def _test_signal(sample_rate: int, seconds: float, g: torch.Generator) -> torch.
     return wave + 0.02 * torch.randn(wave.shape, generator=g)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--gemma", required=True, help="Gemma dir the checkpoint was made for (sizes the feature extractor)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-valid", type=int, default=77, help="valid (left-padded) text tokens out of 1024")
-    args = ap.parse_args()
-    oc.check_versions()
-    oc.check_gemma_dir(args.gemma)
-    oc.patch_gemma_config_from_dir(args.gemma, verbose=False)
-    torch.set_grad_enabled(False)
-
+def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
     import torchaudio
 
     from ltx_core.model.audio_vae.ops import AudioProcessor
@@ -86,9 +80,10 @@ def main() -> int:
     from ltx_core.text_encoders.gemma.embeddings_processor import convert_to_additive_mask
     from ltx_core.types import Audio
 
-    m = _build(args.checkpoint)
+    print(f"[job] {checkpoint} -> {out}")
+    m = _build(checkpoint)
     enc, dec, voc, ep = m["audio_encoder"], m["audio_decoder"], m["vocoder"], m["embeddings_processor"]
-    g = torch.Generator().manual_seed(args.seed)
+    g = torch.Generator().manual_seed(seed)
     res: dict[str, object] = {}
 
     proc = AudioProcessor(target_sample_rate=enc.sample_rate, mel_bins=enc.mel_bins,
@@ -117,7 +112,7 @@ def main() -> int:
     scales = torch.logspace(-1, 1.5, n_layers)  # Gemma's layers differ a lot in scale
     hidden = torch.randn(1, seq, d, n_layers, generator=g) * scales + 0.3 * torch.randn(1, 1, d, n_layers, generator=g)
     mask = torch.zeros(1, seq, dtype=torch.int64)
-    mask[:, seq - args.n_valid:] = 1  # the Gemma tokenizer pads on the LEFT
+    mask[:, seq - n_valid:] = 1  # the Gemma tokenizer pads on the LEFT
     res["hidden_states"], res["mask"] = hidden, mask
     layers = tuple(hidden.unbind(-1))
     video_feats, audio_feats = ep.feature_extractor(layers, mask, "left")
@@ -127,12 +122,39 @@ def main() -> int:
     full = ep.process_hidden_states(layers, mask, padding_side="left")
     res["video_ctx_full"], res["audio_ctx_full"], res["ctx_mask_full"] = full
     res["feature_extractor"] = type(ep.feature_extractor).__name__
-    print(f"[text] {res['feature_extractor']} stack {tuple(hidden.shape)} mask valid={args.n_valid} -> feats "
+    print(f"[text] {res['feature_extractor']} stack {tuple(hidden.shape)} mask valid={n_valid} -> feats "
           f"{tuple(video_feats.shape)} / {tuple(audio_feats.shape)} -> ctx {tuple(res['video_ctx'].shape)} / "
           f"{tuple(res['audio_ctx'].shape)}")
 
-    torch.save(res, args.out)
-    print(f"saved {len(res)} entries to {args.out}")
+    torch.save(res, out)
+    print(f"saved {len(res)} entries to {out}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gemma", required=True, help="Gemma dir the checkpoints were made for (sizes the feature "
+                                                   "extractor)")
+    ap.add_argument("--job", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "OUT"))
+    ap.add_argument("--load-check", action="append", default=[], metavar="CHECKPOINT")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-valid", type=int, default=77, help="valid (left-padded) text tokens out of 1024")
+    args = ap.parse_args()
+    oc.check_versions()
+    oc.check_gemma_dir(args.gemma)
+    oc.patch_gemma_config_from_dir(args.gemma, verbose=False)
+    torch.set_grad_enabled(False)
+
+    failed = []
+    if args.load_check:
+        import load_check
+
+        for checkpoint in args.load_check:
+            if not load_check.check_all(checkpoint, gemma=args.gemma, strict_unused=True):
+                failed.append(checkpoint)
+    for checkpoint, out in args.job:
+        reference(checkpoint, out, args.seed, args.n_valid)
+    if failed:
+        raise oc.OracleError(f"load_check failed for {failed}")
     print("RESULT: PASS")
     return 0
 

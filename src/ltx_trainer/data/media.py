@@ -67,17 +67,17 @@ _AUDIO_SEEK_PREROLL_S = 1.0
 
 
 class MediaError(ValueError):
-    """A media file cannot be read: missing stream, undecodable data, unsupported format.
+    """A media file cannot be read (missing stream, undecodable data, ...) or a media parameter breaks a rule.
 
     Attributes:
-        path: The offending file.
+        path: The offending file, or ``None`` for a parameter rule (frame count, resolution).
         reason: Why it failed, without the path.
     """
 
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
+        self.path = Path(path) if path is not None else None
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
 
 
 @dataclass
@@ -86,8 +86,9 @@ class MediaInfo:
 
     Attributes:
         path: The probed file.
-        width: Frame width in pixels (0 without a video stream).
-        height: Frame height in pixels (0 without a video stream).
+        width: Displayed frame width in pixels, display rotation applied as :func:`read_video` does (0 without a
+            video stream).
+        height: Displayed frame height in pixels (0 without a video stream).
         fps: Frame rate (0.0 without a video stream; 1.0 for still images).
         num_frames: Number of video frames: the decoded count with ``probe(..., count_frames=True)``, otherwise the
             container's frame count or, when the container has none, ``round(duration * fps)``.
@@ -135,6 +136,14 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise MediaError(path, f"cannot open as media ({type(e).__name__}: {e.strerror or e})") from e
 
 
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The first real video stream (cover art attached to audio files does not count), or ``None``."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def _stream_fps(stream: av.video.stream.VideoStream) -> float:
     """Best frame-rate estimate of a video stream (0.0 when FFmpeg has none)."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
@@ -166,6 +175,17 @@ def _container_duration(container: av.container.InputContainer, stream: av.strea
     return 0.0
 
 
+def _expected_num_frames(container: av.container.InputContainer) -> int:
+    """Frame count of the first video stream from the header, else ``round(duration * fps)``, else 0."""
+    stream = _video_stream(container)
+    if stream is None:
+        return 0
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    duration, fps = _container_duration(container, stream), _stream_fps(stream)
+    return round(duration * fps) if duration > 0 and fps > 0 else 0
+
+
 def _probe_image(path: Path) -> MediaInfo:
     try:
         with Image.open(path) as image:
@@ -176,7 +196,7 @@ def _probe_image(path: Path) -> MediaInfo:
 
 
 def probe(path: str | os.PathLike[str], count_frames: bool = False) -> MediaInfo:
-    """Read a media file's stream parameters without decoding it (unless ``count_frames``).
+    """Read a media file's stream parameters, decoding only its first video frame (for the display rotation).
 
     Args:
         path: A video, audio or image file.
@@ -193,17 +213,17 @@ def probe(path: str | os.PathLike[str], count_frames: bool = False) -> MediaInfo
     if is_image_file(path):
         return _probe_image(path)
     with _open_input(path) as container:
-        video = container.streams.video[0] if container.streams.video else None
+        video = _video_stream(container)
         audio = container.streams.audio[0] if container.streams.audio else None
         width = height = num_frames = 0
         fps = 0.0
         duration = _container_duration(container, video if video is not None else audio)
         if video is not None:
             width, height = video.codec_context.width, video.codec_context.height
+            if _first_frame_quarter_turns(container, video) % 2:
+                width, height = height, width
             fps = _stream_fps(video)
-            num_frames = int(video.frames or 0)
-            if num_frames <= 0 and duration > 0 and fps > 0:
-                num_frames = round(duration * fps)
+            num_frames = _expected_num_frames(container)
             if duration <= 0 and num_frames > 0 and fps > 0:
                 duration = num_frames / fps
         sample_rate = channels = 0
@@ -218,9 +238,22 @@ def probe(path: str | os.PathLike[str], count_frames: bool = False) -> MediaInfo
     return info
 
 
+def _first_frame_quarter_turns(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Quarter turns of the first decodable frame (0 if none decodes within the first packets)."""
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            for frame in packet.decode():
+                return _quarter_turns(frame)
+            if count > 64:
+                break
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
 def _count_video_frames(path: Path) -> int:
     with _open_input(path) as container:
-        if not container.streams.video:
+        if _video_stream(container) is None:
             return 0
         return sum(1 for _ in _decode_video_frames(container, path))
 
@@ -286,7 +319,9 @@ def _decode_stream(
 
 def _decode_video_frames(container: av.container.InputContainer, path: Path) -> Iterator[av.video.frame.VideoFrame]:
     """Yield every decodable frame of the first video stream of an open container, logging problems once."""
-    stream = container.streams.video[0]
+    stream = _video_stream(container)
+    if stream is None:
+        raise MediaError(path, "no video stream")
     stream.thread_type = "AUTO"
     report = _DecodeReport(path)
     try:
@@ -313,6 +348,17 @@ def _read_image_as_video(path: Path, max_frames: int | None, start_frame: int, f
     return torch.from_numpy(array.copy()).unsqueeze(0)
 
 
+def _quarter_turns(frame: av.video.frame.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that display ``frame`` upright (its display matrix, e.g. phone videos)."""
+    try:
+        rotation = frame.rotation
+    except (AttributeError, ValueError):
+        return 0
+    if not rotation or not math.isfinite(rotation):
+        return 0
+    return round(rotation / 90) % 4
+
+
 def _round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
@@ -326,7 +372,8 @@ def read_video(
     """Decode the frames of a video (mp4, mkv, avi, webm, mov, gif, ...) or a still image.
 
     Frames are indexed in decoder output order. Corrupt packets are skipped (and logged once), a truncated file
-    returns the frames that decoded.
+    returns the frames that decoded. A display rotation (phone videos) is applied, so frames come out upright and
+    ``H, W`` are the displayed height and width.
 
     Args:
         path: Video or image file. Images (png, jpg, ...) read as a single frame at 1.0 fps.
@@ -356,13 +403,20 @@ def read_video(
         raise MediaError(path, "max_frames=0 selects no frames")
 
     with _open_input(path) as container:
-        if not container.streams.video:
+        stream = _video_stream(container)
+        if stream is None:
             raise MediaError(path, "no video stream")
-        source_fps = _stream_fps(container.streams.video[0])
+        source_fps = _stream_fps(stream)
         if source_fps <= 0:
             source_fps = 25.0
             logger.warning(f"{path}: no frame rate in the file, assuming {source_fps} fps")
-        arrays, decoded = _collect_frames(container, path, max_frames, start_frame, source_fps, fps)
+        arrays, decoded, complete = _collect_frames(container, path, max_frames, start_frame, source_fps, fps)
+        expected = _expected_num_frames(container)
+    if complete and expected > decoded + 1:
+        logger.warning(
+            f"{path}: decoded {decoded} frames but the header announces about {expected}; "
+            "the file may be truncated or damaged"
+        )
 
     if not arrays:
         if decoded == 0:
@@ -379,12 +433,17 @@ def _collect_frames(
     start_frame: int,
     source_fps: float,
     fps: float | None,
-) -> tuple[list[np.ndarray], int]:
-    """Decode and select frames for :func:`read_video`. Returns ``(rgb arrays [H, W, 3], frames decoded)``."""
+) -> tuple[list[np.ndarray], int, bool]:
+    """Decode and select frames for :func:`read_video`.
+
+    Returns:
+        ``(rgb arrays [H, W, 3], frames decoded, whether decoding ran to the end of the stream)``.
+    """
     ratio = source_fps / fps if fps is not None else 1.0
     arrays: list[np.ndarray] = []
     size: tuple[int, int] | None = None  # (width, height) of the first returned frame
     decoded = 0
+    complete = True
     next_output = 0  # index j of the next output frame
     frames = _decode_video_frames(container, path)
     try:
@@ -408,13 +467,17 @@ def _collect_frames(
                 array = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
             else:
                 array = frame.to_ndarray(format="rgb24")
+            quarter_turns = _quarter_turns(frame)
+            if quarter_turns:
+                array = np.rot90(array, k=quarter_turns)
             arrays.extend([array] * repeats)
             if max_frames is not None and len(arrays) >= max_frames:
                 del arrays[max_frames:]
+                complete = False
                 break
     finally:
         frames.close()
-    return arrays, decoded
+    return arrays, decoded, complete
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -852,10 +915,12 @@ def check_num_frames(num_frames: int, temporal_factor: int = 8) -> None:
         MediaError: It is not, e.g. ``"num_frames=30 is not 8k+1; nearest valid: 25 or 33"``.
     """
     if num_frames < 1:
-        raise _RuleError(f"num_frames={num_frames} must be >= 1")
+        raise MediaError(None, f"num_frames={num_frames} must be >= 1")
     if (num_frames - 1) % temporal_factor:
         lower, upper = nearest_valid_num_frames(num_frames, temporal_factor)
-        raise _RuleError(f"num_frames={num_frames} is not {temporal_factor}k+1; nearest valid: {lower} or {upper}")
+        raise MediaError(
+            None, f"num_frames={num_frames} is not {temporal_factor}k+1; nearest valid: {lower} or {upper}"
+        )
 
 
 def check_resolution(width: int, height: int, spatial_factor: int = 32) -> None:
@@ -874,16 +939,7 @@ def check_resolution(width: int, height: int, spatial_factor: int = 32) -> None:
             valid = f"{lower}" if lower == upper else f"{lower} or {upper}"
             problems.append(f"{name}={value} is not a multiple of {spatial_factor}; nearest valid: {valid}")
     if problems:
-        raise _RuleError("; ".join(problems))
-
-
-class _RuleError(MediaError):
-    """A :class:`MediaError` about a value rather than a file: the message is just the reason."""
-
-    def __init__(self, reason: str) -> None:
-        self.path = Path()
-        self.reason = reason
-        ValueError.__init__(self, reason)
+        raise MediaError(None, "; ".join(problems))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def _missing_path_error(path: Path) -> ModelLoadError:
     if _HUB_ID.match(str(path)) and not str(path).startswith((".", "/")):
         return ModelLoadError(
             f"{path}: not a local path. It looks like a Hugging Face repo id, and ltx-trainer works offline; download "
-            f"it first (huggingface-cli download {path} --local-dir ./models/{Path(str(path)).name}) and pass that folder."
+            f"it first (huggingface-cli download {path} --local-dir ./models/{Path(str(path)).name}) "
+            "and pass that folder."
         )
     return ModelLoadError(f"{path}: no such file or folder")
 
@@ -89,7 +90,9 @@ def detect(path: str | Path) -> Detected:
         return Detected(_ltx2_spec(version, transformer_cfg), "diffusers", path)
     if pipeline in _LTXV_PIPELINES:
         return Detected(ltxv.ltxv_spec_from_diffusers(path), "diffusers", path)
-    raise ModelLoadError(f"{index}: pipeline {pipeline!r} is not an LTX model (expected one of LTX2Pipeline, LTXPipeline)")
+    raise ModelLoadError(
+        f"{index}: pipeline {pipeline!r} is not an LTX model (expected one of LTX2Pipeline, LTXPipeline)"
+    )
 
 
 def load_model(

@@ -56,7 +56,9 @@ def video_positions(
     h = torch.arange(height, device=device, dtype=torch.float32)
     w = torch.arange(width, device=device, dtype=torch.float32)
     grid = torch.stack(torch.meshgrid(f, h, w, indexing="ij"), dim=0).flatten(1)  # [3, N] latent indices
-    start = grid * torch.tensor([temporal_compression, spatial_compression, spatial_compression], device=device)[:, None]
+    start = (
+        grid * torch.tensor([temporal_compression, spatial_compression, spatial_compression], device=device)[:, None]
+    )
     end = start + torch.tensor([temporal_compression, spatial_compression, spatial_compression], device=device)[:, None]
     bounds = torch.stack([start, end], dim=-1)  # [3, N, 2]
     if causal_fix:

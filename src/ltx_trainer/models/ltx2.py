@@ -49,13 +49,15 @@ def vocoder_class(config: dict) -> type[nn.Module]:
 
 
 def ltx2_version(metadata: dict, config: dict, keys: list[str]) -> str:
-    """``"2.0"`` / ``"2.3"`` / ``"2.5"`` from the file itself: ``model_version`` metadata first, then the architecture."""
+    """``"2.0"`` / ``"2.3"`` / ``"2.5"`` from the file: ``model_version`` metadata first, then the architecture."""
     declared = str(metadata.get("model_version", ""))
     for version in ("2.5", "2.3", "2.0"):
         if declared.startswith(version):
             return version
     transformer = config.get("transformer", {})
-    if transformer.get("caption_proj_before_connector") or any(k.startswith("model.diffusion_model.prompt_adaln") for k in keys):
+    if transformer.get("caption_proj_before_connector") or any(
+        k.startswith("model.diffusion_model.prompt_adaln") for k in keys
+    ):
         return "2.3"
     return "2.0"
 

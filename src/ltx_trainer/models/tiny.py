@@ -26,8 +26,18 @@ TINY_CORPUS = [
     "A man speaks to the camera in a quiet room. Cinematic lighting, slow dolly in.",
     "Rain falls on a neon street at night; cars pass and a siren fades away.",
 ]
-GEMMA_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
-                        "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+GEMMA_SPECIAL_TOKENS = [
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<mask>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
 
 
 def tiny_ltx2_config(version: str = "2.0") -> dict:
@@ -58,49 +68,116 @@ def tiny_ltx2_config(version: str = "2.0") -> dict:
     vocoder: dict
     if version == "2.0":
         transformer.update(
-            caption_channels=GEMMA_HIDDEN, rope_type="interleaved", frequencies_precision="float32",
-            connector_num_attention_heads=2, connector_attention_head_dim=GEMMA_HIDDEN // 2,
+            caption_channels=GEMMA_HIDDEN,
+            rope_type="interleaved",
+            frequencies_precision="float32",
+            connector_num_attention_heads=2,
+            connector_attention_head_dim=GEMMA_HIDDEN // 2,
         )
-        vocoder = {"resblock": "1", "stereo": True, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32],
-                   "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
-                   "output_sampling_rate": 24000}
+        vocoder = {
+            "resblock": "1",
+            "stereo": True,
+            "upsample_rates": [15, 16],
+            "upsample_kernel_sizes": [31, 32],
+            "upsample_initial_channel": 32,
+            "resblock_kernel_sizes": [3],
+            "resblock_dilation_sizes": [[1, 3, 5]],
+            "output_sampling_rate": 24000,
+        }
     elif version == "2.3":
         transformer.update(
-            rope_type="split", frequencies_precision="float64", cross_attention_adaln=True, apply_gated_attention=True,
-            caption_proj_before_connector=True, caption_projection_first_linear=False, caption_proj_input_norm=False,
-            caption_projection_second_linear=False, connector_apply_gated_attention=True,
-            connector_num_attention_heads=2, connector_attention_head_dim=16,
-            audio_connector_num_attention_heads=2, audio_connector_attention_head_dim=8,
+            rope_type="split",
+            frequencies_precision="float64",
+            cross_attention_adaln=True,
+            apply_gated_attention=True,
+            caption_proj_before_connector=True,
+            caption_projection_first_linear=False,
+            caption_proj_input_norm=False,
+            caption_projection_second_linear=False,
+            connector_apply_gated_attention=True,
+            connector_num_attention_heads=2,
+            connector_attention_head_dim=16,
+            audio_connector_num_attention_heads=2,
+            audio_connector_attention_head_dim=8,
         )
-        amp = {"resblock": "AMP1", "stereo": True, "activation": "snakebeta", "upsample_initial_channel": 32,
-               "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]], "use_tanh_at_final": False,
-               "use_bias_at_final": False}
+        amp = {
+            "resblock": "AMP1",
+            "stereo": True,
+            "activation": "snakebeta",
+            "upsample_initial_channel": 32,
+            "resblock_kernel_sizes": [3],
+            "resblock_dilation_sizes": [[1, 3, 5]],
+            "use_tanh_at_final": False,
+            "use_bias_at_final": False,
+        }
         vocoder = {
             "vocoder": {**amp, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
-            "bwe": {**amp, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32], "input_sampling_rate": 16000,
-                    "output_sampling_rate": 48000, "n_fft": 512, "hop_length": 80, "num_mels": 64},
+            "bwe": {
+                **amp,
+                "upsample_rates": [15, 16],
+                "upsample_kernel_sizes": [31, 32],
+                "input_sampling_rate": 16000,
+                "output_sampling_rate": 48000,
+                "n_fft": 512,
+                "hop_length": 80,
+                "num_mels": 64,
+            },
         }
     else:
         raise ValueError(f"tiny LTX-2 version must be '2.0' or '2.3', not {version!r}")
     vae = {
-        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
-        "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform", "causal_decoder": False,
-        "timestep_conditioning": False, "decoder_base_channels": 8, "encoder_base_channels": 8,
-        "encoder_blocks": [["compress_space_res", {"multiplier": 1}], ["compress_time_res", {"multiplier": 1}],
-                           ["compress_all_res", {"multiplier": 1}], ["compress_all_res", {"multiplier": 1}],
-                           ["res_x", {"num_layers": 1}]],
-        "decoder_blocks": [["compress_all", {"multiplier": 2, "residual": True}],
-                           ["compress_all", {"multiplier": 2, "residual": True}],
-                           ["compress_all", {"multiplier": 2, "residual": True}],
-                           ["res_x", {"num_layers": 1, "inject_noise": False}]],
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 128,
+        "patch_size": 4,
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "causal_decoder": False,
+        "timestep_conditioning": False,
+        "decoder_base_channels": 8,
+        "encoder_base_channels": 8,
+        "encoder_blocks": [
+            ["compress_space_res", {"multiplier": 1}],
+            ["compress_time_res", {"multiplier": 1}],
+            ["compress_all_res", {"multiplier": 1}],
+            ["compress_all_res", {"multiplier": 1}],
+            ["res_x", {"num_layers": 1}],
+        ],
+        "decoder_blocks": [
+            ["compress_all", {"multiplier": 2, "residual": True}],
+            ["compress_all", {"multiplier": 2, "residual": True}],
+            ["compress_all", {"multiplier": 2, "residual": True}],
+            ["res_x", {"num_layers": 1, "inject_noise": False}],
+        ],
     }
     audio_vae = {
-        "model": {"params": {"sampling_rate": 16000, "ddconfig": {
-            "ch": 128, "out_ch": 2, "in_channels": 2, "ch_mult": [1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [],
-            "resolution": 256, "z_channels": 8, "double_z": True, "norm_type": "pixel", "causality_axis": "height",
-            "dropout": 0.0, "mid_block_add_attention": False, "mel_bins": 64}}},
-        "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160, "causal": True},
-                          "mel": {"n_mel_channels": 64}},
+        "model": {
+            "params": {
+                "sampling_rate": 16000,
+                "ddconfig": {
+                    "ch": 128,
+                    "out_ch": 2,
+                    "in_channels": 2,
+                    "ch_mult": [1, 1, 1],
+                    "num_res_blocks": 1,
+                    "attn_resolutions": [],
+                    "resolution": 256,
+                    "z_channels": 8,
+                    "double_z": True,
+                    "norm_type": "pixel",
+                    "causality_axis": "height",
+                    "dropout": 0.0,
+                    "mid_block_add_attention": False,
+                    "mel_bins": 64,
+                },
+            }
+        },
+        "preprocessing": {
+            "stft": {"filter_length": 1024, "hop_length": 160, "causal": True},
+            "mel": {"n_mel_channels": 64},
+        },
     }
     return {"transformer": transformer, "vae": vae, "audio_vae": audio_vae, "vocoder": vocoder}
 
@@ -137,7 +214,9 @@ def build_ltx2_components(config: dict, seed: int = 0) -> dict[str, nn.Module]:
         "vae": AutoencoderKLLTX2Video(**ltx2_video_vae.diffusers_config(config["vae"])),
         "audio_vae": AutoencoderKLLTX2Audio(**ltx2_audio.audio_vae_diffusers_config(config["audio_vae"])),
         "vocoder": vocoder_class(config["vocoder"])(**ltx2_audio.vocoder_diffusers_config(config["vocoder"])),
-        "connectors": LTX2TextConnectors(**ltx2_text.connectors_diffusers_config(config["transformer"], connector_probe)),
+        "connectors": LTX2TextConnectors(
+            **ltx2_text.connectors_diffusers_config(config["transformer"], connector_probe)
+        ),
     }
     return {name: randomize_(m, seed + i) for i, (name, m) in enumerate(modules.items())}
 
@@ -187,24 +266,50 @@ def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=GEMMA_VOCAB, special_tokens=GEMMA_SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=GEMMA_VOCAB,
+        special_tokens=GEMMA_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(TINY_CORPUS * 20, trainer)
     tokenizer = GemmaTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
-        padding_side="left", model_max_length=1024,
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+        model_max_length=1024,
     )
     tokenizer.save_pretrained(out_dir)
     ids = {t: tok.token_to_id(t) for t in GEMMA_SPECIAL_TOKENS}
     config = Gemma3Config(
-        text_config={"hidden_size": GEMMA_HIDDEN, "intermediate_size": 128, "num_hidden_layers": GEMMA_LAYERS,
-                     "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32,
-                     "sliding_window": 16, "max_position_embeddings": 2048, "vocab_size": tok.get_vocab_size()},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 4},
-        mm_tokens_per_image=16, boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
-        image_token_index=ids["<image_soft_token>"], eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
-        pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"],
+        text_config={
+            "hidden_size": GEMMA_HIDDEN,
+            "intermediate_size": 128,
+            "num_hidden_layers": GEMMA_LAYERS,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 16,
+            "max_position_embeddings": 2048,
+            "vocab_size": tok.get_vocab_size(),
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 4,
+        },
+        mm_tokens_per_image=16,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+        eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
+        pad_token_id=ids["<pad>"],
+        bos_token_id=ids["<bos>"],
     )
     torch.manual_seed(seed)
     Gemma3ForConditionalGeneration(config).eval().save_pretrained(out_dir)

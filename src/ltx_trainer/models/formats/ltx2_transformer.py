@@ -42,7 +42,7 @@ def _rename(path: str, top: dict[str, str], anywhere: dict[str, str]) -> str:
 
 
 def module_to_diffusers(path: str) -> str:
-    """Official module path (no file prefix) -> diffusers module path, e.g. ``adaln_single.linear`` -> ``time_embed.linear``."""
+    """Official module path (no file prefix) -> diffusers path: ``adaln_single.linear`` -> ``time_embed.linear``."""
     return _rename(path, _TOP_LEVEL, _ANY_LEVEL)
 
 
@@ -148,7 +148,7 @@ def diffusers_config(official: dict) -> dict:
 
 
 def official_config(diffusers: dict) -> dict:
-    """``LTX2VideoTransformer3DModel`` config -> metadata ``config["transformer"]`` fields (connector fields excluded)."""
+    """diffusers transformer config -> metadata ``config["transformer"]`` fields (connector fields excluded)."""
     d = diffusers
     v23 = not d["use_prompt_embeddings"]
     cfg = {

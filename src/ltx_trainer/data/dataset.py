@@ -1,0 +1,184 @@
+"""The precomputed dataset and a bucketed batch sampler.
+
+A sample is the set of files sharing one relative path across the source folders a strategy needs (``latents/``,
+``conditions/``, ``audio_latents/``, ...). Samples missing a source are skipped and counted in one warning. The
+bucketed sampler groups samples of equal latent shape, so ``batch_size > 1`` works on mixed-resolution data.
+"""
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ltx_trainer import logger
+from ltx_trainer.data.cache import CACHE_SUFFIXES, read_sample_file
+
+
+def precomputed_root(data_root: str | Path) -> Path:
+    """``data.preprocessed_data_root`` or its ``.precomputed/`` subfolder when present (official convention)."""
+    root = Path(data_root)
+    return root / ".precomputed" if (root / ".precomputed").is_dir() else root
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    """Relative sample id (path without suffix) -> file, for every cache file under ``folder``."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in CACHE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            rel = path.relative_to(folder).with_suffix("").as_posix()
+            # legacy LVT names: latents/latent_X.pt pairs with conditions/condition_X.pt
+            for legacy in ("latent_", "condition_"):
+                head, _, name = rel.rpartition("/")
+                if name.startswith(legacy):
+                    rel = f"{head}/{name.removeprefix(legacy)}".lstrip("/")
+            found.setdefault(rel, path)
+    return found
+
+
+def normalize_video_latents(data: dict) -> dict:
+    """Accept legacy patchified ``[F'*H'*W', C]`` latents and return ``[C, F', H', W']``."""
+    latents = data["latents"]
+    if latents.ndim == 2:
+        frames, height, width = (int(data[k]) for k in ("num_frames", "height", "width"))
+        latents = latents.T.reshape(latents.shape[1], frames, height, width)
+    return {**data, "latents": latents}
+
+
+def normalize_conditions(data: dict) -> dict:
+    """Legacy single ``prompt_embeds`` serves both modalities."""
+    if "video_prompt_embeds" not in data and "prompt_embeds" in data:
+        data = {**data, "video_prompt_embeds": data["prompt_embeds"], "audio_prompt_embeds": data["prompt_embeds"]}
+    if "audio_prompt_embeds" not in data:
+        data = {**data, "audio_prompt_embeds": data["video_prompt_embeds"]}
+    return data
+
+
+class PrecomputedDataset(Dataset):
+    """Samples present in every source folder.
+
+    Args:
+        data_root: ``data.preprocessed_data_root``.
+        sources: source folder (relative to the root) -> batch key, e.g. ``{"latents": "video_latents",
+            "conditions": "conditions"}``. The first entry is the primary source.
+    """
+
+    def __init__(self, data_root: str | Path, sources: dict[str, str]):
+        self.root = precomputed_root(data_root)
+        self.sources = dict(sources)
+        indexes = {}
+        for folder in self.sources:
+            path = self.root / folder
+            if not path.is_dir():
+                raise FileNotFoundError(
+                    f"{path}: source folder missing (needed by the training strategy); run preprocessing or fix "
+                    "training_strategy's *_dir / latents_dir keys"
+                )
+            indexes[folder] = _index(path)
+        ids = set.union(*(set(ix) for ix in indexes.values()))
+        complete = sorted(i for i in ids if all(i in ix for ix in indexes.values()))
+        incomplete = {folder: sorted(ids - set(ix)) for folder, ix in indexes.items() if ids - set(ix)}
+        if incomplete:
+            lines = [f"{f}/ lacks {len(missing)} (e.g. {', '.join(missing[:3])})" for f, missing in incomplete.items()]
+            logger.warning(
+                "%d of %d samples are incomplete and skipped: %s", len(ids) - len(complete), len(ids), "; ".join(lines)
+            )
+        if not complete:
+            raise ValueError(f"{self.root}: no sample has every source {list(self.sources)}; nothing to train on")
+        self.ids = complete
+        self.files = {i: {folder: indexes[folder][i] for folder in self.sources} for i in complete}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        sample_id = self.ids[index]
+        item: dict = {"id": sample_id}
+        for folder, key in self.sources.items():
+            data = read_sample_file(self.files[sample_id][folder])
+            if key == "conditions":
+                data = normalize_conditions(data)
+            elif "latents" in data and data["latents"].ndim == 2 and "num_frames" in data:
+                data = normalize_video_latents(data)
+            item[key] = data
+        return item
+
+    def shape_key(self, index: int) -> tuple:
+        """Tensor shapes of a sample: samples with equal keys can share a batch."""
+        item = self[index]
+        return tuple(
+            (key, name, tuple(t.shape))
+            for key in self.sources.values()
+            for name, t in sorted(item[key].items())
+            if isinstance(t, torch.Tensor)
+        )
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of equal-shape samples, in a seeded order that can resume mid-epoch.
+
+    Each epoch shuffles samples within buckets, cuts them into batches, and shuffles the batches; the order depends
+    only on ``(seed, epoch)``, so the number of batches consumed is enough to resume exactly (``skip``).
+    """
+
+    def __init__(self, shape_keys: list, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False):
+        self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
+        buckets: dict = defaultdict(list)
+        for index, key in enumerate(shape_keys):
+            buckets[key].append(index)
+        self.buckets = list(buckets.values())
+        self.epoch = 0
+        self.position = 0
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        batches = []
+        for bucket in self.buckets:
+            order = list(bucket)
+            if self.shuffle:
+                rng.shuffle(order)
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                if len(batch) == self.batch_size or not self.drop_last:
+                    batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __len__(self) -> int:
+        return len(self.epoch_batches(0))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Endless: epochs follow each other. The trainer counts consumed batches (DataLoader workers read ahead)."""
+        while True:
+            batches = self.epoch_batches(self.epoch)
+            while self.position < len(batches):
+                batch = batches[self.position]
+                self.position += 1
+                yield batch
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def skip(self, batches_consumed: int) -> None:
+        """Resume after ``batches_consumed`` batches (every epoch has the same number of batches)."""
+        self.epoch, self.position = divmod(batches_consumed, len(self))
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack equal-shape tensors key by key; scalars become lists (ids) or tensors (numbers)."""
+    out: dict = {"id": [it["id"] for it in items]}
+    for key in items[0]:
+        if key == "id":
+            continue
+        group = {}
+        for name, value in items[0][key].items():
+            values = [it[key][name] for it in items]
+            if isinstance(value, torch.Tensor):
+                group[name] = torch.stack(values)
+            elif isinstance(value, int | float):
+                group[name] = torch.tensor(values)
+            else:
+                group[name] = values
+        out[key] = group
+    return out

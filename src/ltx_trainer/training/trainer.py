@@ -1,0 +1,326 @@
+"""The training loop (accelerate): load, prepare, step, accumulate, clip, log, checkpoint, resume.
+
+``Trainer.__init__`` only stores the config; ``setup`` builds everything in this order:
+accelerator -> model (transformer + connectors; the text encoder only if caption dropout needs the empty prompt)
+-> strategy -> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> resume state.
+"""
+
+import json
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from ltx_trainer import logger
+from ltx_trainer.config import LtxTrainerConfig, dump_config
+from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
+from ltx_trainer.models.base import TextContext, TextFeatures
+from ltx_trainer.models.families import load_model
+from ltx_trainer.training import adapters, checkpoints
+from ltx_trainer.training.optim import make_optimizer, make_scheduler
+from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
+from ltx_trainer.training.timesteps import make_sigma_sampler
+
+SIGMA_BUCKETS = 4
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    weights: Path | None
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(self, config: LtxTrainerConfig, config_source: Path | None = None):
+        self.config = config
+        self.config_source = config_source
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+
+    # ---- setup ----------------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.config
+        mixed = cfg.acceleration.mixed_precision_mode or "no"
+        self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
+        self.device = self.accelerator.device
+        # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
+        base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
+        self.model = load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
+        self.strategy = FlexibleStrategy(cfg.training_strategy.as_flexible())
+        self.sigma_sampler = make_sigma_sampler(
+            cfg.flow_matching.timestep_sampling_mode, cfg.flow_matching.timestep_sampling_params
+        )
+        self.empty_prompt = self._empty_prompt_features() if cfg.optimization.caption_dropout > 0 else None
+        self._setup_data()
+        self._setup_trainable()
+        self.optimizer = make_optimizer(self.trainable, cfg.optimization.optimizer_type, cfg.optimization.learning_rate)
+        self.scheduler = make_scheduler(
+            self.optimizer,
+            cfg.optimization.scheduler_type,
+            cfg.optimization.steps,
+            cfg.optimization.warmup_steps,
+            cfg.optimization.scheduler_params,
+        )
+        transformer, self.optimizer = self.accelerator.prepare(self.model.transformer, self.optimizer)
+        self.model.transformer = transformer
+        self.model.connectors_to(self.device)
+        # Noise and condition draws come from one generator per process, saved with the state for exact resume.
+        self.generator = torch.Generator().manual_seed(cfg.seed + self.accelerator.process_index)
+        self.step, self.batches_consumed = 0, 0
+        self._resume()
+
+    def _empty_prompt_features(self) -> TextFeatures:
+        """Caption dropout trains on the empty prompt's features: encode it once, then free the text encoder."""
+        if self.config.model.text_encoder_path is None and not Path(self.config.model.model_path).is_dir():
+            raise ValueError(
+                "optimization.caption_dropout > 0 needs model.text_encoder_path (the empty prompt is encoded once)"
+            )
+        features = self.model.encode_text([""])
+        self.model.unload_text_encoder()
+        return features
+
+    def _setup_data(self) -> None:
+        cfg = self.config
+        self.dataset = PrecomputedDataset(cfg.data.preprocessed_data_root, self.strategy.sources())
+        self.batch_sampler = BucketBatchSampler(
+            [self.dataset.shape_key(i) for i in range(len(self.dataset))],
+            cfg.optimization.batch_size,
+            seed=cfg.seed,
+        )
+        workers = cfg.data.num_dataloader_workers
+        self.dataloader = DataLoader(
+            self.dataset,
+            batch_sampler=self.batch_sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            pin_memory=workers > 0 and torch.cuda.is_available(),
+        )
+
+    def _setup_trainable(self) -> None:
+        cfg = self.config
+        transformer = self.model.transformer
+        if cfg.model.training_mode == "lora":
+            self.trainable = adapters.add_lora(transformer, cfg.lora)
+        else:
+            transformer.requires_grad_(True)
+            transformer.float()
+            self.trainable = list(transformer.parameters())
+        if cfg.optimization.enable_gradient_checkpointing:
+            transformer.enable_gradient_checkpointing()
+        transformer.train()
+        count = sum(p.numel() for p in self.trainable)
+        logger.info("trainable parameters: %s (%s)", f"{count:,}", cfg.model.training_mode)
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    def train(self, stop_after: int | None = None) -> TrainResult:
+        """Train to ``optimization.steps`` (or stop early after ``stop_after`` steps, for tests and benchmarks)."""
+        cfg = self.config
+        self._write_run_files()
+        total = cfg.optimization.steps
+        accumulation = cfg.optimization.gradient_accumulation_steps
+        self.batch_sampler.skip(self.batches_consumed)
+        batches = iter(self.dataloader)
+        result = TrainResult(weights=None)
+        started = time.perf_counter()
+        with self._progress(total) as progress:
+            task = progress.add_task("train", total=total, completed=self.step, loss=float("nan"), lr=0.0, sps=0.0)
+            while self.step < total and (stop_after is None or result.steps < stop_after):
+                step_start = time.perf_counter()
+                metrics = self._optimizer_step(batches, accumulation)
+                self.step += 1
+                result.steps += 1
+                result.losses.append(metrics["loss"])
+                metrics.update(
+                    step=self.step, lr=self.scheduler.get_last_lr()[0], s_per_step=time.perf_counter() - step_start
+                )
+                self._log(metrics)
+                progress.update(
+                    task, completed=self.step, loss=metrics["loss"], lr=metrics["lr"], sps=metrics["s_per_step"]
+                )
+                interval = cfg.checkpoints.interval
+                if self.step == total or (interval and self.step % interval == 0):
+                    result.weights = self.save_checkpoint()
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _optimizer_step(self, batches, accumulation: int) -> dict:
+        """One optimizer step over ``accumulation`` micro-batches; the schedule advances exactly once."""
+        losses, parts_sum, sigma_losses = [], {}, [[] for _ in range(SIGMA_BUCKETS)]
+        for micro in range(accumulation):
+            batch = next(batches)
+            self.batches_consumed += 1
+            last = micro == accumulation - 1
+            sync = nullcontext() if last else self.accelerator.no_sync(self.model.transformer)
+            with sync, self.accelerator.autocast():
+                loss, parts, prepared = self._loss(batch)
+                self.accelerator.backward(loss.mean() / accumulation)
+            losses.append(loss.detach().mean().item())
+            for name, part in parts.items():
+                parts_sum.setdefault(name, []).append(part.detach().mean().item())
+            self._bucket_losses(prepared, loss.detach(), sigma_losses)
+        if self.config.optimization.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.trainable, self.config.optimization.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        metrics = {"loss": sum(losses) / len(losses)}
+        metrics.update({f"loss_{k}": sum(v) / len(v) for k, v in parts_sum.items()})
+        for i, bucket in enumerate(sigma_losses):
+            if bucket:
+                metrics[f"loss_sigma_{i / SIGMA_BUCKETS:.2f}_{(i + 1) / SIGMA_BUCKETS:.2f}"] = sum(bucket) / len(bucket)
+        return metrics
+
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
+        context = self._context(batch["conditions"])
+        prepared = self.strategy.prepare(batch, self.model, self.sigma_sampler, self.generator)
+        for item in prepared.values():
+            for name in ("latent", "timesteps", "sigma", "positions"):
+                setattr(item.input, name, getattr(item.input, name).to(self.device))
+            if item.target is not None:
+                item.target, item.loss_mask = item.target.to(self.device), item.loss_mask.to(self.device)
+        video, audio = self.model.forward(
+            prepared["video"].input if "video" in prepared else None,
+            prepared["audio"].input if "audio" in prepared else None,
+            context,
+        )
+        predictions = {k: v for k, v in (("video", video), ("audio", audio)) if v is not None}
+        loss, parts = self.strategy.loss(predictions, prepared)
+        return loss, parts, prepared
+
+    @torch.no_grad()
+    def _context(self, conditions: dict) -> TextContext:
+        """Cached pre-connector features -> context through the frozen connectors (every step, as officially)."""
+        video, audio = conditions["video_prompt_embeds"], conditions.get("audio_prompt_embeds")
+        mask = conditions["prompt_attention_mask"]
+        if self.empty_prompt is not None:
+            drop = torch.rand(video.shape[0], generator=self.generator) < self.config.optimization.caption_dropout
+            if drop.any():
+                video = torch.where(drop[:, None, None], self.empty_prompt.video.to(video.dtype), video)
+                if audio is not None:
+                    audio = torch.where(drop[:, None, None], self.empty_prompt.audio.to(audio.dtype), audio)
+                mask = torch.where(drop[:, None], self.empty_prompt.mask.to(mask.dtype), mask)
+        features = TextFeatures(
+            video.to(self.device), audio.to(self.device) if audio is not None else None, mask.to(self.device)
+        )
+        return self.model.text_context(features)
+
+    @staticmethod
+    def _bucket_losses(prepared: dict[str, PreparedModality], loss: torch.Tensor, buckets: list[list[float]]) -> None:
+        generated = [p for p in prepared.values() if p.target is not None]
+        if not generated:
+            return
+        for sigma, value in zip(generated[0].input.sigma.tolist(), loss.tolist(), strict=True):
+            buckets[min(int(sigma * SIGMA_BUCKETS), SIGMA_BUCKETS - 1)].append(value)
+
+    # ---- checkpoints and resume -----------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write the weights file (and the training state) for the current step; prune old ones."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
+        transformer = self.accelerator.unwrap_model(self.model.transformer)
+        precision = torch.bfloat16 if self.config.checkpoints.precision == "bfloat16" else torch.float32
+        kind = self._weights_kind()
+        path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
+        if kind == "lora":
+            lora = self.config.lora
+            tensors = adapters.export_lora(
+                adapters.lora_state_dict(transformer), lora.rank, lora.alpha, self.model.official_module_name, precision
+            )
+            metadata = adapters.lora_metadata(
+                lora.rank,
+                lora.alpha,
+                lora.target_modules,
+                {
+                    "ltx_trainer_base_family": self.model.spec.family,
+                    "ltx_trainer_base_version": self.model.spec.version,
+                },
+            )
+            checkpoints.atomic_save_safetensors(tensors, path, metadata)
+        else:
+            self.model.save_full_checkpoint(path, precision)
+        if self.config.checkpoints.save_training_state != "off":
+            checkpoints.atomic_torch_save(
+                self._training_state(transformer), checkpoints.state_path(self.checkpoint_dir, self.step)
+            )
+        checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
+        logger.info("saved %s", path)
+        return path
+
+    def _weights_kind(self) -> str:
+        return "lora" if self.config.model.training_mode == "lora" else "model"
+
+    def _training_state(self, transformer: torch.nn.Module) -> dict:
+        if self.config.model.training_mode == "lora":
+            weights = adapters.lora_state_dict(transformer)
+        else:
+            weights = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+        return {
+            "step": self.step,
+            "batches_consumed": self.batches_consumed,
+            "trainable": weights,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": checkpoints.rng_state(),
+            "config_fingerprint": {
+                "training_mode": self.config.model.training_mode,
+                "lora_rank": self.config.lora.rank if self.config.lora else None,
+                "optimizer_type": self.config.optimization.optimizer_type,
+            },
+        }
+
+    def _resume(self) -> None:
+        if self.config.checkpoints.no_resume:
+            return
+        path = checkpoints.latest_state(self.checkpoint_dir)
+        if path is None:
+            return
+        state = checkpoints.load_state(path)
+        transformer = self.accelerator.unwrap_model(self.model.transformer)
+        if self.config.model.training_mode == "lora":
+            adapters.load_lora_state_dict(transformer, state["trainable"])
+        else:
+            transformer.load_state_dict(state["trainable"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        checkpoints.set_rng_state(state["rng"])
+        self.step, self.batches_consumed = state["step"], state["batches_consumed"]
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    # ---- feedback -------------------------------------------------------------------------------------------------
+    def _write_run_files(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.config_source is not None and not (self.output_dir / "training_config.yaml").exists():
+            shutil.copyfile(self.config_source, self.output_dir / "training_config.yaml")  # unmodified, as written
+        (self.output_dir / "training_config.resolved.yaml").write_text(dump_config(self.config))
+
+    def _log(self, metrics: dict) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+
+    def _progress(self, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[sps]:.2f} s/step"),
+            TimeRemainingColumn(),
+            disable=not self.accelerator.is_main_process,
+            transient=False,
+        )
