@@ -5,6 +5,7 @@ built on the meta device and filled with a strict load, so a missing or misshape
 Components load lazily: training touches the transformer and the connectors, never the text encoder.
 """
 
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -165,6 +166,55 @@ class LTX2Model:
             f"{getattr(self._single, 'path', self.source)}: no text encoder: pass the Gemma folder "
             "(model.text_encoder_path in the config, --text-encoder on the command line)"
         )
+
+    official_module_name = staticmethod(ltx2_transformer.module_to_official)  # LoRA export: diffusers -> official
+
+    def connectors_to(self, device: torch.device) -> None:
+        """The frozen connectors run every training step, next to the transformer."""
+        self.connectors.to(device)
+
+    def official_state_dict(self, transformer_sd: StateDict | None = None) -> tuple[StateDict, dict, str]:
+        """Every component in official single-file keys (optionally with a trained transformer), config, version.
+
+        From a single file the untouched components are copied as stored; from a diffusers folder they are converted.
+        """
+        transformer = getattr(self.transformer, "module", self.transformer)  # unwrap DDP
+        transformer_sd = transformer_sd if transformer_sd is not None else transformer.state_dict()
+        transformer_cfg = ltx2_transformer.official_config(dict(transformer.config))
+        if self._single is not None:
+            config = {**self._single.config, "transformer": {**self._single.config["transformer"], **transformer_cfg}}
+            sd = self._single.read(("vae.", "audio_vae.", "vocoder.", *CONNECTOR_FILE_PREFIXES))
+        else:
+            vae_cfg = ltx2_video_vae.official_config(dict(self.video_vae.config))
+            vocoder_cfg = ltx2_audio.vocoder_official_config(dict(self.vocoder.config))
+            config = {
+                "transformer": {
+                    **transformer_cfg,
+                    **ltx2_text.connectors_official_config(dict(self.connectors.config)),
+                },
+                "vae": vae_cfg,
+                "audio_vae": ltx2_audio.audio_vae_official_config(dict(self.audio_vae.config)),
+                "vocoder": vocoder_cfg,
+            }
+            sd = {
+                **ltx2_video_vae.to_official(self.video_vae.state_dict(), vae_cfg),
+                **ltx2_audio.audio_vae_to_official(self.audio_vae.state_dict()),
+                **ltx2_audio.vocoder_to_official(self.vocoder.state_dict(), vocoder_cfg),
+                **ltx2_text.connectors_to_official(self.connectors.state_dict()),
+            }
+        sd.update(ltx2_transformer.to_official(transformer_sd))
+        return sd, config, f"{self.spec.version}.0"
+
+    def save_full_checkpoint(
+        self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: StateDict | None = None
+    ) -> Path:
+        """Write a complete official single file (what ltx-pipelines and ComfyUI load) with the current transformer."""
+        from ltx_trainer.training.checkpoints import atomic_save_safetensors
+
+        sd, config, version = self.official_state_dict(transformer_sd)
+        tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+        metadata = {"config": json.dumps(config), "model_version": version}
+        return atomic_save_safetensors(tensors, Path(path), metadata)
 
     def unload_text_encoder(self) -> None:
         """Free the text encoder once prompts are cached (validation caches them at start)."""

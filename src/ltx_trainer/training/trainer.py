@@ -247,7 +247,7 @@ class Trainer:
             )
             checkpoints.atomic_save_safetensors(tensors, path, metadata)
         else:
-            self.model.save_full_checkpoint(path, precision)
+            self.model.save_full_checkpoint(path, precision, transformer.state_dict())
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
                 self._training_state(transformer), checkpoints.state_path(self.checkpoint_dir, self.step)

@@ -178,6 +178,7 @@ def _parse(vae: dict) -> _Layout:
 
     # decoder, in built order: [res_x] compress [res_x] compress ...; the head res_x is the mid block
     channels = _get(vae, "decoder_base_channels") * _DECODER_WIDTH_FACTOR
+    layout.decoder_mid = _Block(channels=channels)  # replaced below if the built order starts with a res_x
     built = list(reversed(dec_blocks))
     for j, (name, raw) in enumerate(built):
         i = len(built) - 1 - j  # position in the metadata list, for messages
