@@ -229,10 +229,18 @@ def oracle_python() -> Path:
     return ORACLE_PYTHON
 
 
-def _oracle(python: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(python), *args], capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+def _start(python: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(python), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, f"{process.args[1]} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    return stdout
+
+
+def _oracle(python: Path, *args: str) -> str:
+    return _finish(_start(python, *args))
 
 
 @pytest.fixture(scope="session", params=["2.0", "2.3"])
@@ -243,9 +251,13 @@ def tiny_checkpoint(request, oracle_python, tmp_path_factory) -> Path:
     return out / f"ltx-tiny-{request.param}.safetensors"
 
 
-def _assert_matches_reference(vae: AutoencoderKLLTX2Video, checkpoint: Path, python: Path, out: Path) -> None:
-    """Run ltx-core on ``checkpoint`` and compare every encode/decode case with ``vae`` in fp32."""
-    _oracle(python, str(REF_SCRIPT), "--oracle-dir", str(ORACLE_DIR), "--checkpoint", str(checkpoint), "--out", str(out))
+def _start_reference(python: Path, checkpoint: Path, out: Path) -> subprocess.Popen:
+    """ltx-core encodes/decodes the seeded cases of ``video_vae_ref.py`` with ``checkpoint`` into ``out``."""
+    return _start(python, str(REF_SCRIPT), "--oracle-dir", str(ORACLE_DIR), "--checkpoint", str(checkpoint), "--out", str(out))
+
+
+def _assert_matches_reference(vae: AutoencoderKLLTX2Video, out: Path) -> None:
+    """Compare every encode/decode case in the reference file ``out`` with ``vae`` in fp32."""
     ref = torch.load(out, weights_only=True)
     meta = json.loads(ref["meta"])
     assert (meta["decode_timestep"], meta["decode_noise_scale"]) == (vv.DECODE_TIMESTEP, vv.DECODE_NOISE_SCALE)
@@ -270,8 +282,10 @@ def test_official_tiny_checkpoint_matches_ltx_core(tiny_checkpoint, oracle_pytho
     with safe_open(tiny_checkpoint, "pt") as f:
         official = json.loads(f.metadata()["config"])["vae"]
     sd = {k: t.float() for k, t in load_file(tiny_checkpoint).items() if k.startswith("vae.")}
+    reference = _start_reference(oracle_python, tiny_checkpoint, tmp_path / "ref.pt")
     vae = _load(sd, official, str(tiny_checkpoint))
-    _assert_matches_reference(vae, tiny_checkpoint, oracle_python, tmp_path / "ref.pt")
+    _finish(reference)
+    _assert_matches_reference(vae, tmp_path / "ref.pt")
 
 
 @pytest.mark.oracle
@@ -283,6 +297,8 @@ def test_written_checkpoint_loads_in_ltx_core(name, oracle_python, tmp_path):
     tensors = {k: t.contiguous() for k, t in vv.to_official(vae.state_dict(), official).items()}
     save_file(tensors, path, metadata={"config": json.dumps({"vae": official}), "model_version": "2.3.0"})
     # --strict: every file key consumed; the other components are reported absent, which is not a failure
-    result = _oracle(oracle_python, str(ORACLE_DIR / "load_check.py"), "--checkpoint", str(path), "--strict")
-    assert "RESULT: PASS (2/2 components OK)" in result.stdout
-    _assert_matches_reference(vae, path, oracle_python, tmp_path / "ref.pt")
+    check = _start(oracle_python, str(ORACLE_DIR / "load_check.py"), "--checkpoint", str(path), "--strict")
+    reference = _start_reference(oracle_python, path, tmp_path / "ref.pt")
+    assert "RESULT: PASS (2/2 components OK)" in _finish(check)
+    _finish(reference)
+    _assert_matches_reference(vae, tmp_path / "ref.pt")
