@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", "/tmp/ltx-oracle-venv/bin/python"))
 ORACLE_DIR = Path(os.environ.get("LTX_ORACLE_DIR", REPO / ".." / "shared" / "oracle"))
 REF_SCRIPT = REPO / "tests" / "oracle_scripts" / "audio_text_ref.py"
-REAL_23 = json.loads((REPO.parent / "shared" / "spec" / "configs" / "ltx-2.3-22b.metadata-config.json").read_text()) \
-    if (REPO.parent / "shared" / "spec" / "configs" / "ltx-2.3-22b.metadata-config.json").is_file() else None
+_REAL_23_PATH = REPO.parent / "shared" / "spec" / "configs" / "ltx-2.3-22b.metadata-config.json"
+REAL_23 = json.loads(_REAL_23_PATH.read_text()) if _REAL_23_PATH.is_file() else None
 MAX_REL_ERR = 1e-5
+V1_WEIGHT = "text_embedding_projection.aggregate_embed.weight"
 VARIANTS = ("2.0", "2.3")
 GEMMA_TINY = {"text_config": {"hidden_size": 64, "num_hidden_layers": 2}}  # the oracle's tiny Gemma
 
@@ -66,48 +67,48 @@ TINY_CONNECTORS = {
 
 # Random diffusers components we write back in the official format (non-default values on purpose: attention at one
 # resolution, width causality, a BWE first stage whose length isn't a multiple of the STFT hop, unequal connectors).
+_VAE = {"base_channels": 128, "output_channels": 2, "num_res_blocks": 1, "in_channels": 2, "resolution": 256,
+        "latent_channels": 8, "norm_type": "pixel", "dropout": 0.0, "sample_rate": 16000, "mel_hop_length": 160,
+        "is_causal": True, "mel_bins": 64, "double_z": True}
+_GENERATOR = {"in_channels": 128, "out_channels": 2, "leaky_relu_negative_slope": 0.1, "antialias_ratio": 2,
+              "antialias_kernel_size": 12}
+_CONNECTORS = {"caption_channels": 64, "text_proj_in_factor": 3, "video_connector_num_learnable_registers": 128,
+               "audio_connector_num_learnable_registers": 128, "connector_rope_base_seq_len": 4096,
+               "rope_theta": 10000.0, "causal_temporal_positioning": False}
 WRITTEN = {
     "2.0": {
-        "audio_vae": dict(base_channels=128, output_channels=2, ch_mult=(1, 1, 2), num_res_blocks=1,
-                          attn_resolutions=(128,), in_channels=2, resolution=256, latent_channels=8, norm_type="pixel",
-                          causality_axis="height", dropout=0.0, mid_block_add_attention=True, sample_rate=16000,
-                          mel_hop_length=160, is_causal=True, mel_bins=64, double_z=True),
-        "vocoder": dict(in_channels=128, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[16, 12],
-                        upsample_factors=[8, 6], resnet_kernel_sizes=[3, 5], resnet_dilations=[[1, 3, 5], [1, 2, 4]],
-                        act_fn="leaky_relu", leaky_relu_negative_slope=0.1, antialias=False, antialias_ratio=2,
-                        antialias_kernel_size=12, final_act_fn="tanh", final_bias=True, output_sampling_rate=4800),
-        "connectors": dict(caption_channels=64, text_proj_in_factor=3, video_connector_num_attention_heads=4,
-                           video_connector_attention_head_dim=16, video_connector_num_layers=2,
-                           video_connector_num_learnable_registers=128, video_gated_attn=False,
-                           audio_connector_num_attention_heads=2, audio_connector_attention_head_dim=32,
-                           audio_connector_num_layers=1, audio_connector_num_learnable_registers=128,
-                           audio_gated_attn=False, connector_rope_base_seq_len=4096, rope_theta=10000.0,
-                           rope_double_precision=False, causal_temporal_positioning=False, rope_type="interleaved",
-                           per_modality_projections=False, video_hidden_dim=64, audio_hidden_dim=64, proj_bias=False),
+        "audio_vae": {**_VAE, "ch_mult": (1, 1, 2), "attn_resolutions": (128,), "causality_axis": "height",
+                      "mid_block_add_attention": True},
+        "vocoder": {**_GENERATOR, "hidden_channels": 32, "upsample_kernel_sizes": [16, 12], "upsample_factors": [8, 6],
+                    "resnet_kernel_sizes": [3, 5], "resnet_dilations": [[1, 3, 5], [1, 2, 4]], "act_fn": "leaky_relu",
+                    "antialias": False, "final_act_fn": "tanh", "final_bias": True, "output_sampling_rate": 4800},
+        "connectors": {**_CONNECTORS, "video_connector_num_attention_heads": 4,
+                       "video_connector_attention_head_dim": 16, "video_connector_num_layers": 2,
+                       "video_gated_attn": False,
+                       "audio_connector_num_attention_heads": 2, "audio_connector_attention_head_dim": 32,
+                       "audio_connector_num_layers": 1, "audio_gated_attn": False, "rope_double_precision": False,
+                       "rope_type": "interleaved", "per_modality_projections": False, "video_hidden_dim": 64,
+                       "audio_hidden_dim": 64, "proj_bias": False},
     },
     "2.3": {
-        "audio_vae": dict(base_channels=128, output_channels=2, ch_mult=(1, 1, 1), num_res_blocks=1,
-                          attn_resolutions=(), in_channels=2, resolution=256, latent_channels=8, norm_type="pixel",
-                          causality_axis="width", dropout=0.0, mid_block_add_attention=False, sample_rate=16000,
-                          mel_hop_length=160, is_causal=True, mel_bins=64, double_z=True),
-        "vocoder": dict(in_channels=128, hidden_channels=32, out_channels=2, upsample_kernel_sizes=[15, 11],
-                        upsample_factors=[7, 5], resnet_kernel_sizes=[3], resnet_dilations=[[1, 3, 5]],
-                        act_fn="snakebeta", leaky_relu_negative_slope=0.1, antialias=True, antialias_ratio=2,
-                        antialias_kernel_size=12, final_act_fn="tanh", final_bias=True, bwe_in_channels=128,
-                        bwe_hidden_channels=32, bwe_out_channels=2, bwe_upsample_kernel_sizes=[31, 32],
-                        bwe_upsample_factors=[15, 16], bwe_resnet_kernel_sizes=[3], bwe_resnet_dilations=[[1, 3, 5]],
-                        bwe_act_fn="snakebeta", bwe_leaky_relu_negative_slope=0.1, bwe_antialias=True,
-                        bwe_antialias_ratio=2, bwe_antialias_kernel_size=12, bwe_final_act_fn=None,
-                        bwe_final_bias=False, filter_length=512, hop_length=80, window_length=512,
-                        num_mel_channels=64, input_sampling_rate=3500, output_sampling_rate=10500),
-        "connectors": dict(caption_channels=64, text_proj_in_factor=3, video_connector_num_attention_heads=2,
-                           video_connector_attention_head_dim=16, video_connector_num_layers=2,
-                           video_connector_num_learnable_registers=128, video_gated_attn=True,
-                           audio_connector_num_attention_heads=4, audio_connector_attention_head_dim=4,
-                           audio_connector_num_layers=1, audio_connector_num_learnable_registers=128,
-                           audio_gated_attn=True, connector_rope_base_seq_len=4096, rope_theta=10000.0,
-                           rope_double_precision=True, causal_temporal_positioning=False, rope_type="split",
-                           per_modality_projections=True, video_hidden_dim=32, audio_hidden_dim=16, proj_bias=True),
+        "audio_vae": {**_VAE, "ch_mult": (1, 1, 1), "attn_resolutions": (), "causality_axis": "width",
+                      "mid_block_add_attention": False},
+        "vocoder": {**_GENERATOR, "hidden_channels": 32, "upsample_kernel_sizes": [15, 11], "upsample_factors": [7, 5],
+                    "resnet_kernel_sizes": [3], "resnet_dilations": [[1, 3, 5]], "act_fn": "snakebeta",
+                    "antialias": True, "final_act_fn": "tanh", "final_bias": True,
+                    **{f"bwe_{k}": v for k, v in _GENERATOR.items()}, "bwe_hidden_channels": 32,
+                    "bwe_upsample_kernel_sizes": [31, 32], "bwe_upsample_factors": [15, 16],
+                    "bwe_resnet_kernel_sizes": [3], "bwe_resnet_dilations": [[1, 3, 5]], "bwe_act_fn": "snakebeta",
+                    "bwe_antialias": True, "bwe_final_act_fn": None, "bwe_final_bias": False, "filter_length": 512,
+                    "hop_length": 80, "window_length": 512, "num_mel_channels": 64, "input_sampling_rate": 3500,
+                    "output_sampling_rate": 10500},
+        "connectors": {**_CONNECTORS, "video_connector_num_attention_heads": 2,
+                       "video_connector_attention_head_dim": 16, "video_connector_num_layers": 2,
+                       "video_gated_attn": True,
+                       "audio_connector_num_attention_heads": 4, "audio_connector_attention_head_dim": 4,
+                       "audio_connector_num_layers": 1, "audio_gated_attn": True, "rope_double_precision": True,
+                       "rope_type": "split", "per_modality_projections": True, "video_hidden_dim": 32,
+                       "audio_hidden_dim": 16, "proj_bias": True},
     },
 }  # fmt: skip
 
@@ -129,7 +130,9 @@ def _assert_close(got: torch.Tensor, want: torch.Tensor, what: str, tol: float =
 # ---------------------------------------------------------------------------------------------------------------
 # pure tests
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("official", [TINY_AUDIO_VAE, {}, REAL_23 and REAL_23["audio_vae"]], ids=["tiny", "empty", "real23"])
+@pytest.mark.parametrize(
+    "official", [TINY_AUDIO_VAE, {}, REAL_23 and REAL_23["audio_vae"]], ids=["tiny", "empty", "real23"]
+)
 def test_audio_vae_config_round_trip(official):
     if official is None:
         pytest.skip("no shared/spec/configs/ltx-2.3-22b.metadata-config.json")
@@ -236,9 +239,7 @@ def test_state_dict_round_trip(variant):
         (lambda: T.connectors_diffusers_config({"caption_channels": 64, "connector_num_learnable_registers": 64}),
          "registers"),
         (lambda: T.connectors_diffusers_config({"caption_proj_before_connector": True}), "neither"),
-        (lambda: T.connectors_diffusers_config(TINY_CONNECTORS["2.3"],
-                                               {"text_embedding_projection.aggregate_embed.weight": torch.zeros(64, 192)}),
-         "V1"),
+        (lambda: T.connectors_diffusers_config(TINY_CONNECTORS["2.3"], {V1_WEIGHT: torch.zeros(64, 192)}), "V1"),
         (lambda: T.connectors_official_config({**WRITTEN["2.3"]["connectors"], "rope_theta": 500.0}), "rope_theta"),
         (lambda: T.connectors_official_config(WRITTEN["2.3"]["connectors"], {"rope_type": "interleaved"}), "rope_type"),
     ],

@@ -9,18 +9,17 @@ Runs in the ORACLE venv (official ltx-core 1.0.0, transformers 4.x), not in the 
 all module tensors from the file and bit-equal, and --strict: no file key left unused) before the jobs. One process
 does it all, to pay the interpreter start-up once.
 
-For each --job checkpoint (official single-file format) it builds, exactly as ltx-pipelines' ModelLedger does (SingleGPUModelBuilder +
-the official configurator + SDOps, fp32 on CPU), the audio VAE encoder and decoder, the vocoder (plain or with BWE)
-and the embeddings processor (feature extractor V1/V2 + connectors; --gemma patches ltx-core's hard-coded Gemma config,
-so every checkpoint must be made for that Gemma),
-then runs them on seeded inputs:
+For each --job checkpoint (official single-file format) it builds, exactly as ltx-pipelines' ModelLedger does
+(SingleGPUModelBuilder + the official configurator + SDOps, fp32 on CPU), the audio VAE encoder and decoder, the
+vocoder (plain or with BWE) and the embeddings processor (feature extractor V1/V2 + connectors; --gemma patches
+ltx-core's hard-coded Gemma config, so every checkpoint must be made for that Gemma), then runs them on seeded inputs:
 
-    wave_<sr>        [1, 2, S] stereo test signals at 44100, 48000 and 16000 Hz (1 s, 0.5 s, 0.75 s)
+    wave_<sr>        [1, 2, S] stereo test signals at 44100, 48000 and 16000 Hz (1 s, 0.25 s, 0.5 s)
     resampled_<sr>   torchaudio.functional.resample(wave_<sr>, sr, 16000)        (what AudioProcessor resamples to)
     mel_<sr>         AudioProcessor(...).waveform_to_mel(Audio(wave_<sr>, sr))   [1, 2, T, 64]
     latent_<sr>      AudioEncoder(mel_<sr>)                                       [1, 8, T', 16] (normalized)
     dec_latent       seeded latent [1, 8, 13, 16];   dec_mel = AudioDecoder(dec_latent)
-    voc_mel          seeded log-mel [1, 2, 40, 64];  voc_wave = Vocoder(voc_mel)   (+ voc_rate)
+    voc_mel          seeded log-mel [1, 2, 18, 64];  voc_wave = Vocoder(voc_mel)   (+ voc_rate)
     hidden_states    seeded Gemma stack [1, 1024, D, L];  mask [1, 1024] left-padded (n_valid tokens at the end)
     video_feats / audio_feats              EmbeddingsProcessor.feature_extractor(hidden_states, mask, "left")
     video_ctx / audio_ctx / ctx_mask       EmbeddingsProcessor.create_embeddings(feats, additive mask)
@@ -41,7 +40,6 @@ sys.dont_write_bytecode = True
 ORACLE_DIR = os.environ.get("LTX_ORACLE_DIR", str(Path(__file__).resolve().parents[2].parent / "shared" / "oracle"))
 sys.path.insert(0, ORACLE_DIR)
 import oracle_common as oc  # noqa: E402  (imports ltx_core.loader first)
-
 import torch  # noqa: E402
 
 COMPONENTS = ("audio_encoder", "audio_decoder", "vocoder", "embeddings_processor")
@@ -64,7 +62,7 @@ def _build(checkpoint: str) -> dict[str, torch.nn.Module]:
 
 
 def _test_signal(sample_rate: int, seconds: float, g: torch.Generator) -> torch.Tensor:
-    n = int(round(sample_rate * seconds))
+    n = round(sample_rate * seconds)
     t = torch.arange(n, dtype=torch.float64) / sample_rate
     left = 0.3 * torch.sin(2 * math.pi * 440.0 * t) + 0.2 * torch.sin(2 * math.pi * 3150.0 * t)
     right = 0.25 * torch.sin(2 * math.pi * 220.0 * t + 0.5) + 0.15 * torch.sin(2 * math.pi * 7400.0 * t)
@@ -74,7 +72,6 @@ def _test_signal(sample_rate: int, seconds: float, g: torch.Generator) -> torch.
 
 def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
     import torchaudio
-
     from ltx_core.model.audio_vae.ops import AudioProcessor
     from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
     from ltx_core.text_encoders.gemma.embeddings_processor import convert_to_additive_mask
@@ -88,7 +85,7 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
 
     proc = AudioProcessor(target_sample_rate=enc.sample_rate, mel_bins=enc.mel_bins,
                           mel_hop_length=enc.mel_hop_length, n_fft=enc.n_fft)
-    for sr, seconds in ((44100, 1.0), (48000, 0.5), (16000, 0.75)):
+    for sr, seconds in ((44100, 1.0), (48000, 0.25), (16000, 0.5)):
         wave = _test_signal(sr, seconds, g)
         res[f"wave_{sr}"] = wave
         res[f"resampled_{sr}"] = torchaudio.functional.resample(wave, sr, enc.sample_rate)
@@ -100,11 +97,11 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
 
     res["dec_latent"] = torch.randn(1, 8, 13, 16, generator=g)
     res["dec_mel"] = dec(res["dec_latent"])
-    res["voc_mel"] = torch.randn(1, 2, 40, 64, generator=g) * 1.5 - 4.0
+    res["voc_mel"] = torch.randn(1, 2, 18, 64, generator=g) * 1.5 - 4.0
     res["voc_wave"] = voc(res["voc_mel"])
     res["voc_rate"] = int(voc.output_sampling_rate)
-    print(f"[audio] decoder {tuple(res['dec_latent'].shape)} -> {tuple(res['dec_mel'].shape)}; "
-          f"{type(voc).__name__} {tuple(res['voc_mel'].shape)} -> {tuple(res['voc_wave'].shape)} @ {res['voc_rate']} Hz")
+    print(f"[audio] decoder {tuple(res['dec_latent'].shape)} -> {tuple(res['dec_mel'].shape)}; {type(voc).__name__} "
+          f"{tuple(res['voc_mel'].shape)} -> {tuple(res['voc_wave'].shape)} @ {res['voc_rate']} Hz")
 
     text_cfg = GEMMA3_CONFIG_FOR_LTX.text_config
     d, n_layers = text_cfg.hidden_size, text_cfg.num_hidden_layers + 1

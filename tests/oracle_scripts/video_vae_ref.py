@@ -1,11 +1,14 @@
 """Reference video-VAE outputs from the official ltx-core code (run with the ORACLE interpreter, not the project's).
 
-    ORACLE_PY video_vae_ref.py --oracle-dir shared/oracle --checkpoint FILE --out OUT.pt
+    ORACLE_PY video_vae_ref.py --oracle-dir shared/oracle [--load-check] --job FILE OUT.pt [--job FILE2 OUT2.pt ...]
 
-Builds ltx-core's VideoEncoder / VideoDecoder from FILE exactly as ltx-pipelines' ModelLedger does
+For each job, builds ltx-core's VideoEncoder / VideoDecoder from FILE exactly as ltx-pipelines' ModelLedger does
 (SingleGPUModelBuilder + the official configurators and SDOps, via the oracle's component table), in fp32 on CPU,
 then encodes seeded videos and decodes seeded latents. OUT.pt (load with weights_only=True) holds the inputs and
-outputs under the names listed in CASES, plus "meta" (JSON: decoder defaults and what was run).
+outputs under the names in VIDEO_SHAPES / DECODE_CASES (+ "_in" / "_out"), plus "meta" (JSON: decoder defaults and
+the decode cases). --load-check first runs the oracle's load_check on FILE with --strict (every file key consumed,
+every module tensor bit-equal to its file tensor; absent components are not a failure). One process for all jobs
+keeps the ltx-core import cost to one.
 """
 
 import argparse
@@ -22,28 +25,17 @@ DECODE_CASES = {
 }
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--oracle-dir", required=True)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-
-    sys.dont_write_bytecode = True
-    sys.path.insert(0, str(Path(args.oracle_dir).resolve()))
-    import oracle_common as oc  # imports ltx_core.loader first
+def reference(checkpoint: str, out: str, seed: int) -> None:
+    import oracle_common as oc
     import torch
     from ltx_core.loader import SingleGPUModelBuilder
 
-    oc.check_versions()
-    oc.cpu_setup()
     specs = {s.name: s for s in oc.checkpoint_components()}
     models = {}
     for name in ("video_encoder", "video_decoder"):
         spec = specs[name]
         builder = SingleGPUModelBuilder(
-            model_class_configurator=spec.configurator, model_path=args.checkpoint, model_sd_ops=spec.sd_ops
+            model_class_configurator=spec.configurator, model_path=checkpoint, model_sd_ops=spec.sd_ops
         )
         model = builder.build(device=oc.CPU, dtype=torch.float32).eval()
         if oc.meta_tensor_names(model):
@@ -52,18 +44,18 @@ def main() -> int:
     encoder, decoder = models["video_encoder"], models["video_decoder"]
     channels = decoder.per_channel_statistics.get_buffer("mean-of-means").numel()
 
-    out: dict = {}
-    g = torch.Generator().manual_seed(args.seed)
+    result: dict = {}
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, shape in VIDEO_SHAPES.items():
             video = torch.rand(shape, generator=g) * 2 - 1
-            out[f"{name}_in"] = video
-            out[f"{name}_out"] = encoder(video)
-        for name, (shape, timestep, seed) in DECODE_CASES.items():
+            result[f"{name}_in"] = video
+            result[f"{name}_out"] = encoder(video)
+        for name, (shape, timestep, case_seed) in DECODE_CASES.items():
             latent = torch.randn((shape[0], channels, *shape[1:]), generator=g)
             t = None if timestep is None else torch.tensor(timestep)
-            out[f"{name}_in"] = latent
-            out[f"{name}_out"] = decoder(latent, timestep=t, generator=torch.Generator().manual_seed(seed))
+            result[f"{name}_in"] = latent
+            result[f"{name}_out"] = decoder(latent, timestep=t, generator=torch.Generator().manual_seed(case_seed))
     meta = {
         "decode_timestep": decoder.decode_timestep,
         "decode_noise_scale": decoder.decode_noise_scale,
@@ -72,9 +64,32 @@ def main() -> int:
         "encoder_params": oc.n_params(encoder),
         "decoder_params": oc.n_params(decoder),
     }
-    out["meta"] = json.dumps(meta)
-    torch.save(out, args.out)
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items() if k != "meta"))
+    result["meta"] = json.dumps(meta)
+    torch.save(result, out)
+    print(f"wrote {out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in result.items() if k != "meta"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--oracle-dir", required=True)
+    ap.add_argument("--job", nargs=2, action="append", required=True, metavar=("CHECKPOINT", "OUT"))
+    ap.add_argument("--load-check", action="store_true", help="run load_check --strict on each checkpoint first")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, str(Path(args.oracle_dir).resolve()))
+    import oracle_common as oc  # imports ltx_core.loader first
+
+    oc.check_versions()
+    oc.cpu_setup()
+    for checkpoint, out in args.job:
+        if args.load_check:
+            import load_check
+
+            if not load_check.check_all(checkpoint, strict_unused=True):
+                raise SystemExit(f"ERROR: load_check failed for {checkpoint}")
+        reference(checkpoint, out, args.seed)
     return 0
 
 

@@ -23,7 +23,7 @@ Conventions (the official ltx_video code unless said otherwise):
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -54,7 +54,7 @@ class LTXVNoAudioError(ModelLoadError):
 def _no_audio(what: str) -> LTXVNoAudioError:
     return LTXVNoAudioError(
         f"{what}: LTX-Video 0.9.x has no audio stream (no audio VAE, vocoder or audio transformer). Use an LTX-2 "
-        "model for audio, or turn audio off in the config (with_audio: false)."
+        "model for audio, or train without audio (no audio modality, with_audio: false)."
     )
 
 
@@ -143,8 +143,8 @@ def official_configs(sf: SingleFile) -> tuple[dict, dict | None]:
         want = fmt.vae_diffusers_config(vae)["block_out_channels"][-1]
         if width != want:
             raise ModelLoadError(
-                f"{sf.path}: no 'config' metadata, and the VAE (encoder width {width}) is not the released {vae_version} "
-                f"VAE (width {want}). Re-export the file with its metadata config."
+                f"{sf.path}: no 'config' metadata, and the VAE (encoder width {width}) is not the released "
+                f"{vae_version} VAE (width {want}). Re-export the file with its metadata config."
             )
         logger.info("%s: no config metadata; using the released LTX-Video %s VAE config", sf.path, vae_version)
     return transformer, (vae or None)
@@ -203,12 +203,30 @@ def ltxv_spec_from_diffusers(path: Path) -> FamilySpec:
 # ---------------------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------------------
-def build_module(cls: type[nn.Module], config: dict, sd: StateDict, source: str, component: str) -> nn.Module:
-    """Instantiate ``cls`` on the meta device and fill it strictly from ``sd``."""
+def build_module(
+    cls: type[nn.Module],
+    config: dict,
+    sd: StateDict,
+    source: str,
+    component: str,
+    file_key: Callable[[str], str] | None = None,
+) -> nn.Module:
+    """Instantiate ``cls`` on the meta device and fill it strictly from ``sd``.
+
+    Args:
+        file_key: diffusers key -> the key the file would hold it under; missing tensors are then also named that way.
+    """
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     with init_empty_weights():
         module = cls.from_config(config)
-    load_state_dict_strict(module, sd, source, component)
+    try:
+        load_state_dict_strict(module, sd, source, component)
+    except ModelLoadError as e:
+        missing = sorted(set(module.state_dict()) - set(sd))
+        if file_key is None or not missing:
+            raise
+        shown = ", ".join(file_key(k) for k in missing[:5])
+        raise ModelLoadError(f"{e} In the file the missing tensor(s) are: {shown}.") from e
     return module.eval()
 
 
@@ -351,7 +369,14 @@ class LTXVModel:
         official, _ = official_configs(self._single)
         sd = fmt.transformer_to_diffusers(self._single.read(fmt.TRANSFORMER_PREFIX, self.dtype))
         config = fmt.transformer_diffusers_config(official)
-        return build_module(LTXVideoTransformer3DModel, config, sd, str(self._single.path), "transformer")
+        return build_module(
+            LTXVideoTransformer3DModel,
+            config,
+            sd,
+            str(self._single.path),
+            "transformer",
+            file_key=lambda k: fmt.TRANSFORMER_PREFIX + fmt.module_to_official(k),
+        )
 
     @cached_property
     def vae(self) -> AutoencoderKLLTXVideo:
@@ -365,10 +390,20 @@ class LTXVModel:
             )
         sd = fmt.vae_to_diffusers(self._single.read(fmt.VAE_PREFIX, self.dtype), official)
         config = fmt.vae_diffusers_config(official)
-        module = build_module(AutoencoderKLLTXVideo, config, sd, str(self._single.path), "video VAE")
+        module = build_module(
+            AutoencoderKLLTXVideo,
+            config,
+            sd,
+            str(self._single.path),
+            "video VAE",
+            file_key=lambda k: next(iter(fmt.vae_to_official({k: None}, config))),
+        )
         return module.requires_grad_(False)
 
-    video_vae = vae  # the name the LTX-2 family uses
+    @property
+    def video_vae(self) -> AutoencoderKLLTXVideo:
+        """The name the LTX-2 family uses."""
+        return self.vae
 
     @cached_property
     def _text(self) -> tuple[nn.Module, object]:
@@ -398,7 +433,7 @@ class LTXVModel:
     def encode_video(
         self, pixels: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """``[B, 3, F, H, W]`` in [-1, 1] (F = 8k+1, H and W multiples of 32) -> normalised latents ``[B, C, F', H', W']``.
+        """``[B, 3, F, H, W]`` in [-1, 1] (F = 8k+1; H, W multiples of 32) -> normalised latents ``[B, C, F', H', W']``.
 
         Args:
             sample: draw from the posterior (LTX-Video-Trainer's choice) instead of taking its mean.
@@ -524,8 +559,8 @@ class LTXVModel:
         swapped = self._install_perturbation(perturbation)
         try:
             out = transformer(
-                hidden_states=video.latent.to(param.dtype),
-                encoder_hidden_states=context.video.to(param.dtype),
+                hidden_states=video.latent.to(param.device, param.dtype),
+                encoder_hidden_states=context.video.to(param.device, param.dtype),
                 timestep=timesteps.to(param.device, torch.float32) * self.timestep_scale,
                 encoder_attention_mask=context.mask.to(param.device),
                 video_coords=video.positions[..., 0].to(param.device, torch.float32),

@@ -4,17 +4,18 @@
 Runtime helpers (all match ltx-core 1.0.0 numerically, see tests/test_formats_audio_text.py):
 
 - ``waveform_to_mel``: what ltx-core's ``AudioProcessor`` does (band-limited sinc resampling to 16 kHz, centred
-  reflect-padded STFT with a periodic Hann window, magnitude, Slaney mel filterbank with Slaney norm, ``log(clamp(1e-5))``),
-  written with torch only (our environment has no torchaudio).
+  reflect-padded STFT with a periodic Hann window, magnitude, Slaney mel filterbank with Slaney norm,
+  ``log(clamp(1e-5))``), written with torch only (our environment has no torchaudio). Note the STFT is NOT causal
+  although the metadata says ``stft.causal: true``: that flag only shifts the latents' time positions.
 - ``encode_audio`` / ``decode_audio``: the audio VAE with the per-channel latent (de)normalisation that ltx-core's
   ``AudioEncoder`` / ``AudioDecoder`` apply inside their forward (diffusers leaves it to the pipeline).
 - ``vocode``: mel -> waveform, with the bandwidth-extension stage for LTX-2.3 vocoders.
 
-What diffusers can't hold: the STFT size (``preprocessing.stft.filter_length``; ltx-core's default 1024) is not part of
-the audio VAE config, so ``audio_processor_params`` reads it from the metadata and ``audio_vae_official_config`` takes it
-as an argument. Causality axis ``none`` (metadata ``null``) and ``attn_type``/``resamp_with_conv`` other than the
-defaults are refused: diffusers' decoder always trims 3 frames, and it has no linear/no-op attention nor pooling
-downsamplers.
+What diffusers can't hold: the STFT size (``preprocessing.stft.filter_length``; ltx-core's default 1024) is not part
+of the audio VAE config, so ``audio_processor_params`` reads it from the metadata and ``audio_vae_official_config``
+takes it as an argument. Causality axis ``none`` (metadata ``null``) and ``attn_type``/``resamp_with_conv`` other
+than the defaults are refused: diffusers' decoder always trims 3 frames, and it has no linear/no-op attention nor
+pooling downsamplers.
 """
 
 import math

@@ -126,10 +126,7 @@ def connectors_diffusers_config(official_transformer: dict, sd: StateDict | None
     if gemma is not None:
         width, states = gemma
     elif shape is not None:
-        if v2:
-            width = int(t.get("caption_channels", _GEMMA_3_12B[0]))
-        else:
-            width = shape[0]
+        width = int(t.get("caption_channels", _GEMMA_3_12B[0])) if v2 else shape[0]
         if shape[1] % width:
             raise ValueError(f"aggregate embed input width {shape[1]} is not a multiple of the Gemma width {width}; "
                              "pass the Gemma config the checkpoint was made for")

@@ -478,6 +478,8 @@ def to_diffusers(sd: StateDict, official_vae: dict) -> StateDict:
             out[new] = tensor
     if unknown:
         raise _mismatch(unknown, "vae.*")
+    if not out:
+        raise ModelLoadError("the state dict has no vae.* tensors: the file holds no video VAE")
     if dead:
         like = next(iter(out.values()))
         for prefix, (dim,) in dead.items():
