@@ -349,6 +349,15 @@ def vae_layout_from_official_config(official: dict) -> VaeLayout:
     )
 
 
+def _block_kind(rest: str) -> str:
+    """The original block kind from a key's remainder after ``down_blocks.N.`` / ``up_blocks.N.``."""
+    if rest.startswith(("res_blocks.", "time_embedder.")):
+        return "res_x"  # UNetMidBlock3D
+    if rest.startswith(("conv1.", "conv2.", "norm3.", "conv_shortcut.", "scale_shift_table")):
+        return "res_x_y"  # a lone ResnetBlock3D
+    return "compress"  # a (space-to-depth / depth-to-space) convolution
+
+
 def _official_kinds(keys: Iterable[str], prefix: str) -> list[str]:
     """Block kinds (``res_x``/``res_x_y``/``compress``) of the ``vae.encoder.down_blocks.N`` (or up) keys."""
     kinds: dict[int, str] = {}
@@ -358,14 +367,7 @@ def _official_kinds(keys: Iterable[str], prefix: str) -> list[str]:
         index, _, rest = key[len(prefix) :].partition(".")
         if not index.isdigit():
             continue
-        kind = (
-            "res_x"
-            if rest.startswith(("res_blocks.", "time_embedder."))
-            else "res_x_y"
-            if rest.startswith(("conv1.", "conv2.", "norm3.", "conv_shortcut.", "scale_shift_table"))
-            else "compress"
-        )
-        kinds.setdefault(int(index), kind)
+        kinds.setdefault(int(index), _block_kind(rest))
     if not kinds or sorted(kinds) != list(range(len(kinds))):
         raise ModelLoadError(
             f"VAE: can't infer the block layout from the '{prefix}*' keys (blocks without tensors); "
