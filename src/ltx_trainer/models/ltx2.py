@@ -150,7 +150,9 @@ class LTX2Model:
         if self._single is None:
             return self._from_diffusers_folder("connectors", LTX2TextConnectors)
         file_sd = self._single.read(CONNECTOR_FILE_PREFIXES, self.dtype)
-        config = ltx2_text.connectors_diffusers_config(self._official_section("transformer"), file_sd)
+        # 2.3 files may omit caption_channels: the Gemma folder's config then gives the text width
+        gemma = read_json(self.text_encoder_path / "config.json") if self.text_encoder_path else None
+        config = ltx2_text.connectors_diffusers_config(self._official_section("transformer"), file_sd, gemma)
         sd = ltx2_text.connectors_to_diffusers(file_sd)
         return build_module(LTX2TextConnectors, config, sd, str(self._single.path), "text connectors")
 

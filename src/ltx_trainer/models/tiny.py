@@ -43,6 +43,7 @@ GEMMA_SPECIAL_TOKENS = [
 def tiny_ltx2_config(version: str = "2.0") -> dict:
     """The metadata ``config`` of a tiny LTX-2 ("2.0") or LTX-2.3 ("2.3") single-file checkpoint."""
     transformer = {
+        **ltx2_transformer.OFFICIAL_FIXED,
         "_class_name": "AVTransformer3DModel",
         "num_layers": 2,
         "num_attention_heads": 2,
@@ -62,8 +63,9 @@ def tiny_ltx2_config(version: str = "2.0") -> dict:
         "timestep_scale_multiplier": 1000,
         "av_ca_timestep_scale_multiplier": 1000,
         "connector_num_layers": 1,
-        "use_middle_indices_grid": True,
-        "qk_norm": "rms_norm",
+        "activation_fn": "gelu-approximate",
+        "attention_bias": True,
+        "norm_elementwise_affine": False,
     }
     vocoder: dict
     if version == "2.0":
@@ -86,6 +88,7 @@ def tiny_ltx2_config(version: str = "2.0") -> dict:
         }
     elif version == "2.3":
         transformer.update(
+            caption_channels=GEMMA_HIDDEN,
             rope_type="split",
             frequencies_precision="float64",
             cross_attention_adaln=True,
@@ -302,6 +305,7 @@ def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
             "num_attention_heads": 2,
             "image_size": 64,
             "patch_size": 4,
+            "vision_use_head": False,
         },
         mm_tokens_per_image=16,
         boi_token_index=ids["<start_of_image>"],
@@ -313,7 +317,50 @@ def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     Gemma3ForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    _to_legacy_gemma_layout(out_dir / "model.safetensors")
+    # What a real Gemma-3 folder also carries, and ltx-core looks for: the image processor config, and a file named
+    # tokenizer.model marking the tokenizer folder (the fast tokenizer itself loads from tokenizer.json).
+    (out_dir / "tokenizer.model").write_text("placeholder: the tokenizer is tokenizer.json\n")
+    (out_dir / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "Gemma3ImageProcessor",
+                "processor_class": "Gemma3Processor",
+                "do_resize": True,
+                "size": {"height": 64, "width": 64},
+                "resample": 2,
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": True,
+                "image_mean": [0.5] * 3,
+                "image_std": [0.5] * 3,
+            },
+            indent=1,
+        )
+    )
+    tok_config_path = out_dir / "tokenizer_config.json"
+    tok_config = json.loads(tok_config_path.read_text())
+    tok_config["extra_special_tokens"] = {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+    }
+    tok_config_path.write_text(json.dumps(tok_config, indent=1))
     return out_dir
+
+
+def _to_legacy_gemma_layout(path: Path) -> None:
+    """Rename the vision tower to the layout of the released Gemma-3 checkpoints (``vision_tower.vision_model.*``),
+    which is what users have on disk and what ltx-core reads; transformers 5 drops the ``vision_model`` level."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path))
+    legacy = {}
+    for key, value in sd.items():
+        if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
+            key = "vision_tower.vision_model." + key.removeprefix("vision_tower.")
+        legacy[key] = value
+    save_file(legacy, str(path), metadata={"format": "pt"})
 
 
 def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0) -> dict[str, Path]:

@@ -147,6 +147,26 @@ def diffusers_config(official: dict) -> dict:
     }
 
 
+# Values ltx-core's LTXModelConfigurator asserts (a file must carry them) and that no LTX-2 model changes.
+OFFICIAL_FIXED = {
+    "dropout": 0.0,
+    "num_vector_embeds": None,
+    "num_embeds_ada_norm": 1000,
+    "use_linear_projection": False,
+    "only_cross_attention": False,
+    "cross_attention_norm": True,
+    "double_self_attention": False,
+    "upcast_attention": False,
+    "standardization_norm": "rms_norm",
+    "qk_norm": "rms_norm",
+    "positional_embedding_type": "rope",
+    "use_audio_video_cross_attention": True,
+    "share_ff": False,
+    "av_cross_ada_norm": True,
+    "use_middle_indices_grid": True,
+}
+
+
 def official_config(diffusers: dict) -> dict:
     """diffusers transformer config -> metadata ``config["transformer"]`` fields (connector fields excluded)."""
     d = diffusers
@@ -169,9 +189,6 @@ def official_config(diffusers: dict) -> dict:
         "norm_elementwise_affine": d["norm_elementwise_affine"],
         "activation_fn": d["activation_fn"],
         "attention_bias": d["attention_bias"],
-        "qk_norm": "rms_norm",
-        "standardization_norm": "rms_norm",
-        "positional_embedding_type": "rope",
         "positional_embedding_theta": d["rope_theta"],
         "positional_embedding_max_pos": [d["pos_embed_max_pos"], d["base_height"], d["base_width"]],
         "audio_positional_embedding_max_pos": [d["audio_pos_embed_max_pos"]],
@@ -179,18 +196,7 @@ def official_config(diffusers: dict) -> dict:
         "av_ca_timestep_scale_multiplier": d["cross_attn_timestep_scale_multiplier"],
         "rope_type": d["rope_type"],
         "frequencies_precision": "float64" if d["rope_double_precision"] else "float32",
-        "use_audio_video_cross_attention": True,
-        "av_cross_ada_norm": True,
-        "use_middle_indices_grid": True,
-        "share_ff": False,
-        "dropout": 0.0,
-        "num_embeds_ada_norm": 1000,
-        "cross_attention_norm": True,
-        "only_cross_attention": False,
-        "double_self_attention": False,
-        "upcast_attention": False,
-        "use_linear_projection": False,
-        "num_vector_embeds": None,
+        **OFFICIAL_FIXED,
     }
     if v23:
         cfg.update(
