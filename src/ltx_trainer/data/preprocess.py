@@ -80,7 +80,7 @@ def precompute(
         f = model.encode_text([caption])
         features_by_caption[caption] = {
             "video_prompt_embeds": f.video[0].contiguous(),
-            "audio_prompt_embeds": (f.audio if f.audio is not None else f.video)[0].contiguous(),
+            "audio_prompt_embeds": (f.audio if f.audio is not None else f.video)[0].clone(),  # 2.0: same as video
             "prompt_attention_mask": f.mask[0].contiguous(),
         }
     written = []

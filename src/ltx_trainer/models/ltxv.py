@@ -424,6 +424,29 @@ class LTXVModel:
     def tokenizer(self) -> object:
         return self._text[1]
 
+    official_module_name = staticmethod(fmt.module_to_official)  # LoRA export: diffusers -> original names
+
+    def connectors_to(self, device: torch.device) -> None:
+        """LTXV has no text connectors (T5 features feed the transformer directly)."""
+
+    def save_full_checkpoint(
+        self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: StateDict | None = None
+    ) -> Path:
+        """Write an official single file (transformer + VAE + metadata config) with the current transformer."""
+        from ltx_trainer.training.checkpoints import atomic_save_safetensors
+
+        transformer = getattr(self.transformer, "module", self.transformer)  # unwrap DDP
+        sd = {
+            **fmt.vae_to_official(self.vae.state_dict(), dict(self.vae.config)),
+            **fmt.transformer_to_official(transformer_sd if transformer_sd is not None else transformer.state_dict()),
+        }
+        config = {
+            "transformer": fmt.transformer_official_config(dict(transformer.config), self.causal_fix),
+            "vae": fmt.vae_official_config(dict(self.vae.config)),
+        }
+        tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+        return atomic_save_safetensors(tensors, Path(path), {"config": json.dumps(config)})
+
     def unload_text_encoder(self) -> None:
         """Free T5 once prompts are cached."""
         self.__dict__.pop("_text", None)
