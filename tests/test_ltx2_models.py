@@ -247,3 +247,34 @@ def test_patchify_round_trips():
     torch.testing.assert_close(lat.unpatchify_video(tokens, 3, 2, 4), video)
     audio = torch.randn(2, 8, 5, 16)
     torch.testing.assert_close(lat.unpatchify_audio(lat.patchify_audio(audio)), audio)
+
+
+@pytest.mark.parametrize("version", ["2.0", "2.3"])
+def test_interface_shapes_end_to_end(tiny_ltx2, version):
+    model = load_model(tiny_ltx2[version]["single_file"], tiny_ltx2[version]["gemma"])
+    pixels = torch.rand(1, 3, 17, 64, 96) * 2 - 1
+    latents = model.encode_video(pixels)
+    assert latents.shape == (1, 128, 3, 2, 3)
+    assert model.decode_video(latents).shape == (1, 3, 17, 64, 96)
+    seconds = 17 / 24
+    waveform = torch.sin(torch.linspace(0, 800, int(44100 * seconds))).repeat(1, 2, 1) * 0.3
+    audio = model.encode_audio(waveform, 44100)
+    assert audio.shape[:2] == (1, 8) and audio.shape[3] == 16
+    assert abs(audio.shape[2] - 25 * seconds) <= 1  # 25 latent steps per second
+    wave, rate = model.decode_audio(audio)
+    assert rate == (24000 if version == "2.0" else 48000) and wave.shape[:2] == (1, 2)
+    features = model.encode_text(["a red square slides", "rain at night"])
+    assert features.video.shape[:2] == (2, 1024) and features.mask.shape == (2, 1024)
+    assert features.mask[:, -1].all() and not features.mask[:, 0].any()  # Gemma pads on the left
+    context = model.text_context(features)
+    assert context.video.shape[:2] == (2, 1024) and torch.isfinite(context.video).all()
+
+
+def test_tiled_video_encode_matches_untiled_in_the_middle(tiny_ltx2):
+    model = load_model(tiny_ltx2["2.0"]["single_file"])
+    pixels = torch.rand(1, 3, 9, 768, 768) * 2 - 1  # above diffusers' 512-pixel tile size
+    plain = model.encode_video(pixels)
+    tiled = model.encode_video(pixels, tiled=True)
+    assert tiled.shape == plain.shape == (1, 128, 2, 24, 24)
+    error = relative_error(tiled, plain)
+    assert 0 < error < 0.5  # tiled (so not identical), blended at the seams (so close)
