@@ -40,15 +40,19 @@ GEMMA_SPECIAL_TOKENS = [
 ]
 
 
-def tiny_ltx2_config(version: str = "2.0") -> dict:
-    """The metadata ``config`` of a tiny LTX-2 ("2.0") or LTX-2.3 ("2.3") single-file checkpoint."""
+def tiny_ltx2_config(version: str = "2.0", video_dim: int = 32) -> dict:
+    """The metadata ``config`` of a tiny LTX-2 ("2.0") or LTX-2.3 ("2.3") single-file checkpoint.
+
+    ``video_dim`` is the transformer width (2 heads); 128 or more lets the model represent the identity on the
+    128-channel latents, which overfitting tests need.
+    """
     transformer = {
         **ltx2_transformer.OFFICIAL_FIXED,
         "_class_name": "AVTransformer3DModel",
         "num_layers": 2,
         "num_attention_heads": 2,
-        "attention_head_dim": 16,
-        "cross_attention_dim": 32,
+        "attention_head_dim": video_dim // 2,
+        "cross_attention_dim": video_dim,
         "audio_num_attention_heads": 2,
         "audio_attention_head_dim": 8,
         "audio_cross_attention_dim": 16,
@@ -99,7 +103,7 @@ def tiny_ltx2_config(version: str = "2.0") -> dict:
             caption_projection_second_linear=False,
             connector_apply_gated_attention=True,
             connector_num_attention_heads=2,
-            connector_attention_head_dim=16,
+            connector_attention_head_dim=video_dim // 2,
             audio_connector_num_attention_heads=2,
             audio_connector_attention_head_dim=8,
         )
@@ -363,7 +367,7 @@ def _to_legacy_gemma_layout(path: Path) -> None:
     save_file(legacy, str(path), metadata={"format": "pt"})
 
 
-def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0) -> dict[str, Path]:
+def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0, video_dim: int = 32) -> dict[str, Path]:
     """Write a tiny LTX-2 (``"2.0"``) or LTX-2.3 (``"2.3"``) model in every format.
 
     Returns:
@@ -374,7 +378,7 @@ def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0) ->
     from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
 
     out_dir = Path(out_dir)
-    config = tiny_ltx2_config(version)
+    config = tiny_ltx2_config(version, video_dim)
     components = build_ltx2_components(config, seed)
     for module in components.values():  # bf16-representable values: the bf16 single file and fp32 folder agree
         for p in module.parameters():

@@ -60,14 +60,19 @@ def export_lora(
     alpha: float,
     to_official: Callable[[str], str],
     dtype: torch.dtype = torch.bfloat16,
+    prefix: str = COMFY_PREFIX,
 ) -> dict[str, torch.Tensor]:
-    """peft-named fp32 weights -> ComfyUI/official keys with ``alpha / rank`` folded into every ``lora_B``."""
+    """peft-named fp32 weights -> ``<prefix><module>.lora_{A,B}.weight`` with ``alpha / rank`` folded into B.
+
+    The default gives the ComfyUI/official layout (``to_official`` renames diffusers module paths); with
+    ``prefix="transformer."`` and an identity rename it gives diffusers' own layout.
+    """
     scale = alpha / rank
     out = {}
     for key, value in sd.items():
         module, _, suffix = key.rpartition(".lora_")
         tensor = value * scale if suffix.startswith("B") else value
-        out[f"{COMFY_PREFIX}{to_official(module)}.lora_{suffix}"] = tensor.to(dtype).contiguous()
+        out[f"{prefix}{to_official(module)}.lora_{suffix}"] = tensor.to(dtype).contiguous()
     return out
 
 

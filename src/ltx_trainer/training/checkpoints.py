@@ -66,8 +66,10 @@ def prune(checkpoint_dir: Path, keep_last_n: int, protect: set[int]) -> None:
     for step in steps[: max(len(steps) - keep_last_n, 0)]:
         if step in protect:
             continue
-        for path in checkpoint_dir.glob(f"*_step_{step:05d}.*"):
-            path.unlink()
+        same_step = re.compile(rf"_step_{step:05d}[._]")
+        for path in checkpoint_dir.iterdir():
+            if same_step.search(path.name):
+                path.unlink()
         logger.info("removed checkpoint step %d (keep_last_n=%d)", step, keep_last_n)
 
 

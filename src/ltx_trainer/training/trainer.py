@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ltx_trainer import logger
 from ltx_trainer.config import LtxTrainerConfig, dump_config
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
+from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.models.base import TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.training import adapters, checkpoints
@@ -51,6 +53,7 @@ class Trainer:
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
+        set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
         self.device = self.accelerator.device
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
@@ -76,7 +79,9 @@ class Trainer:
         # Noise and condition draws come from one generator per process, saved with the state for exact resume.
         self.generator = torch.Generator().manual_seed(cfg.seed + self.accelerator.process_index)
         self.step, self.batches_consumed = 0, 0
+        self.wandb_run_id = None
         self._resume()
+        self.tracker = Tracker(cfg, self.output_dir, self.wandb_run_id) if self.accelerator.is_main_process else None
 
     def _empty_prompt_features(self) -> TextFeatures:
         """Caption dropout trains on the empty prompt's features: encode it once, then free the text encoder."""
@@ -150,6 +155,8 @@ class Trainer:
                 if self.step == total or (interval and self.step % interval == 0):
                     result.weights = self.save_checkpoint()
         result.seconds = time.perf_counter() - started
+        if self.tracker is not None:
+            self.tracker.finish()
         return result
 
     def _optimizer_step(self, batches, accumulation: int) -> dict:
@@ -246,6 +253,12 @@ class Trainer:
                 },
             )
             checkpoints.atomic_save_safetensors(tensors, path, metadata)
+            if self.model.spec.family == "ltxv":  # LTXV tools also expect diffusers' own layout
+                diffusers_layout = adapters.export_lora(
+                    adapters.lora_state_dict(transformer), lora.rank, lora.alpha, str, precision, "transformer."
+                )
+                diffusers_path = path.with_name(path.stem + "_diffusers.safetensors")
+                checkpoints.atomic_save_safetensors(diffusers_layout, diffusers_path, metadata)
         else:
             self.model.save_full_checkpoint(path, precision, transformer.state_dict())
         if self.config.checkpoints.save_training_state != "off":
@@ -272,6 +285,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "rng": checkpoints.rng_state(),
+            "wandb_run_id": self.tracker.run_id if self.tracker is not None else None,
             "config_fingerprint": {
                 "training_mode": self.config.model.training_mode,
                 "lora_rank": self.config.lora.rank if self.config.lora else None,
@@ -296,6 +310,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         checkpoints.set_rng_state(state["rng"])
         self.step, self.batches_consumed = state["step"], state["batches_consumed"]
+        self.wandb_run_id = state.get("wandb_run_id")
         logger.info("resumed from %s at step %d", path, self.step)
 
     # ---- feedback -------------------------------------------------------------------------------------------------
@@ -311,6 +326,7 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.output_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
+            self.tracker.log(metrics, self.step)
 
     def _progress(self, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

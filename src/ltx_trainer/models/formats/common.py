@@ -46,7 +46,8 @@ def load_state_dict_strict(model: nn.Module, sd: StateDict, source: str, compone
         problems.append(f"{len(wrong_shape)} wrongly shaped tensor(s): {_listing(wrong_shape)}")
     if problems:
         raise ModelLoadError(
-            f"{source}: the {component} weights don't match its architecture: " + "; ".join(problems)
+            f"{source}: the {component} weights don't match its architecture: "
+            + "; ".join(problems)
             + ". The file is incomplete, renamed or from another model version; re-download or re-export it."
         )
     model.load_state_dict(sd, strict=True, assign=True)

@@ -72,11 +72,15 @@ def audio_vae_diffusers_config(official_audio_vae: dict) -> dict:
     params, dd_given, stft, _ = _audio_sections(official_audio_vae)
     dd = {**_DDCONFIG_DEFAULTS, **dd_given}
     if dd["causality_axis"] is None or dd["causality_axis"] == "none":
-        raise ValueError("audio VAE causality_axis none: diffusers' decoder trims 3 frames for every axis, ltx-core "
-                         "doesn't for none; not representable")
+        raise ValueError(
+            "audio VAE causality_axis none: diffusers' decoder trims 3 frames for every axis, ltx-core "
+            "doesn't for none; not representable"
+        )
     if dd["attn_type"] != "vanilla":
-        raise ValueError(f"audio VAE attn_type={dd['attn_type']!r}: only 'vanilla' exists in diffusers (ltx-core's "
-                         "decoder ignores attn_type, its encoder honours it)")
+        raise ValueError(
+            f"audio VAE attn_type={dd['attn_type']!r}: only 'vanilla' exists in diffusers (ltx-core's "
+            "decoder ignores attn_type, its encoder honours it)"
+        )
     if not dd["resamp_with_conv"]:
         raise ValueError("audio VAE resamp_with_conv=false (pooling downsamplers) is not representable in diffusers")
     return {
@@ -129,8 +133,10 @@ def audio_vae_official_config(diffusers_cfg: dict, n_fft: int = _DEFAULT_N_FFT) 
     if c["mel_bins"] is not None:
         ddconfig["mel_bins"] = c["mel_bins"]
         preprocessing["mel"] = {"n_mel_channels": c["mel_bins"]}
-    return {"model": {"params": {"sampling_rate": c["sample_rate"], "ddconfig": ddconfig}},
-            "preprocessing": preprocessing}
+    return {
+        "model": {"params": {"sampling_rate": c["sample_rate"], "ddconfig": ddconfig}},
+        "preprocessing": preprocessing,
+    }
 
 
 def audio_processor_params(official_audio_vae: dict) -> dict:
@@ -157,8 +163,9 @@ def audio_vae_to_diffusers(sd: StateDict) -> StateDict:
 def audio_vae_to_official(sd: StateDict) -> StateDict:
     """``AutoencoderKLLTX2Audio`` keys -> ``audio_vae.*`` file keys (one shared set of per-channel statistics)."""
     inverse = {v: k for k, v in _STATS.items()}
-    return {AUDIO_VAE_PREFIX + (f"per_channel_statistics.{inverse[k]}" if k in inverse else k): v
-            for k, v in sd.items()}
+    return {
+        AUDIO_VAE_PREFIX + (f"per_channel_statistics.{inverse[k]}" if k in inverse else k): v for k, v in sd.items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -282,16 +289,18 @@ def _generator_official(c: dict, final_activation: bool, where: str) -> dict:
         problems.append(f"final_act_fn={c['final_act_fn']!r} on the BWE generator (ltx-core: none)")
     if problems:
         raise ValueError(f"vocoder config {where}not representable in ltx-core's format: " + "; ".join(problems))
-    out.update({
-        "stereo": True,
-        "upsample_rates": list(c["upsample_factors"]),
-        "upsample_kernel_sizes": list(c["upsample_kernel_sizes"]),
-        "upsample_initial_channel": c["hidden_channels"],
-        "resblock_kernel_sizes": list(c["resnet_kernel_sizes"]),
-        "resblock_dilation_sizes": [list(d) for d in c["resnet_dilations"]],
-        "use_tanh_at_final": c["final_act_fn"] != "clamp",
-        "use_bias_at_final": c["final_bias"],
-    })
+    out.update(
+        {
+            "stereo": True,
+            "upsample_rates": list(c["upsample_factors"]),
+            "upsample_kernel_sizes": list(c["upsample_kernel_sizes"]),
+            "upsample_initial_channel": c["hidden_channels"],
+            "resblock_kernel_sizes": list(c["resnet_kernel_sizes"]),
+            "resblock_dilation_sizes": [list(d) for d in c["resnet_dilations"]],
+            "use_tanh_at_final": c["final_act_fn"] != "clamp",
+            "use_bias_at_final": c["final_bias"],
+        }
+    )
     return out
 
 
@@ -310,10 +319,17 @@ def vocoder_official_config(cfg: dict) -> dict:
     for where, part in (("vocoder.", voc), ("bwe.", bwe)):
         if part.get("activation") != "snakebeta":
             raise ValueError(f"vocoder config {where}: ltx-core's BWE vocoder needs AMP1 + snakebeta")
-    bwe.update({"apply_final_activation": False, "input_sampling_rate": cfg["input_sampling_rate"],
-                "output_sampling_rate": cfg["output_sampling_rate"], "n_fft": cfg["filter_length"],
-                "hop_length": cfg["hop_length"], "win_size": cfg["window_length"],
-                "num_mels": cfg["num_mel_channels"]})
+    bwe.update(
+        {
+            "apply_final_activation": False,
+            "input_sampling_rate": cfg["input_sampling_rate"],
+            "output_sampling_rate": cfg["output_sampling_rate"],
+            "n_fft": cfg["filter_length"],
+            "hop_length": cfg["hop_length"],
+            "win_size": cfg["window_length"],
+            "num_mels": cfg["num_mel_channels"],
+        }
+    )
     return {"vocoder": voc, "bwe": bwe}
 
 
@@ -352,8 +368,10 @@ def _check_vocoder_layout(keys: list[str], official_vocoder: dict | None) -> Non
         return
     has_bwe = any(k.startswith("bwe_generator.") for k in keys)
     if has_bwe != is_bwe_vocoder(official_vocoder):
-        raise ValueError(f"vocoder weights are {'with' if has_bwe else 'without'} bandwidth extension but the "
-                         f"metadata describes a {'BWE' if is_bwe_vocoder(official_vocoder) else 'plain'} vocoder")
+        raise ValueError(
+            f"vocoder weights are {'with' if has_bwe else 'without'} bandwidth extension but the "
+            f"metadata describes a {'BWE' if is_bwe_vocoder(official_vocoder) else 'plain'} vocoder"
+        )
 
 
 def vocoder_to_diffusers(sd: StateDict, official_vocoder: dict | None = None) -> StateDict:
@@ -361,8 +379,10 @@ def vocoder_to_diffusers(sd: StateDict, official_vocoder: dict | None = None) ->
 
     With ``official_vocoder`` (the metadata section) the layout is checked against it.
     """
-    out = {_vocoder_key_to_diffusers(k.removeprefix(VOCODER_PREFIX)): v
-           for k, v in select_prefix(sd, VOCODER_PREFIX).items()}
+    out = {
+        _vocoder_key_to_diffusers(k.removeprefix(VOCODER_PREFIX)): v
+        for k, v in select_prefix(sd, VOCODER_PREFIX).items()
+    }
     _check_vocoder_layout(list(out), official_vocoder)
     return out
 
@@ -376,8 +396,9 @@ def vocoder_to_official(sd: StateDict, official_vocoder: dict | None = None) -> 
 # ----------------------------------------------------------------------------------------------------------------
 # runtime: waveform -> log-mel (ltx-core's AudioProcessor, without torchaudio)
 # ----------------------------------------------------------------------------------------------------------------
-def _sinc_resample_kernel(orig: int, new: int, dtype: torch.dtype, device: torch.device,
-                          zero_crossings: int = 6, rolloff: float = 0.99) -> tuple[torch.Tensor, int]:
+def _sinc_resample_kernel(
+    orig: int, new: int, dtype: torch.dtype, device: torch.device, zero_crossings: int = 6, rolloff: float = 0.99
+) -> tuple[torch.Tensor, int]:
     """Hann-windowed sinc filters, one per output phase: [new, 1, 2*width + orig] for rates already divided by
     their gcd. Band limit = rolloff * min(orig, new) / 2 (the same choices as torchaudio's default resampler)."""
     cutoff = min(orig, new) * rolloff
@@ -421,8 +442,9 @@ def _mel_to_hz_slaney(mel: torch.Tensor) -> torch.Tensor:
     return torch.where(mel >= knee_mel, 1000.0 * torch.exp(logstep * (mel - knee_mel)), linear)
 
 
-def slaney_mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
-                          f_max: float | None = None) -> torch.Tensor:
+def slaney_mel_filterbank(
+    n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
     """Triangular Slaney-scale mel filters with Slaney (area) normalisation: [n_freqs, n_mels], float32."""
     f_max = sample_rate / 2.0 if f_max is None else f_max
     bin_hz = torch.linspace(0, sample_rate // 2, n_freqs)
@@ -435,8 +457,15 @@ def slaney_mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: fl
     return fb * (2.0 / (edges[2 : n_mels + 2] - edges[:n_mels]))[None, :]
 
 
-def waveform_to_mel(waveform: torch.Tensor, sample_rate: int, *, target_sample_rate: int = _DEFAULT_SAMPLE_RATE,
-                    n_fft: int = _DEFAULT_N_FFT, hop_length: int = _DEFAULT_HOP, n_mels: int = 64) -> torch.Tensor:
+def waveform_to_mel(
+    waveform: torch.Tensor,
+    sample_rate: int,
+    *,
+    target_sample_rate: int = _DEFAULT_SAMPLE_RATE,
+    n_fft: int = _DEFAULT_N_FFT,
+    hop_length: int = _DEFAULT_HOP,
+    n_mels: int = 64,
+) -> torch.Tensor:
     """Stereo waveform ``[B, C, S]`` (or ``[C, S]``) at ``sample_rate`` -> log-mel ``[B, C, T, n_mels]`` exactly as
     ltx-core's ``AudioProcessor.waveform_to_mel`` computes it, T = S_16k // hop + 1.
 
@@ -456,8 +485,18 @@ def waveform_to_mel(waveform: torch.Tensor, sample_rate: int, *, target_sample_r
     work = resample(work, sample_rate, target_sample_rate)
     b, c, s = work.shape
     window = torch.hann_window(n_fft, dtype=work.dtype, device=work.device)
-    spec = torch.stft(work.reshape(b * c, s), n_fft, hop_length=hop_length, win_length=n_fft, window=window,
-                      center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True).abs()
+    spec = torch.stft(
+        work.reshape(b * c, s),
+        n_fft,
+        hop_length=hop_length,
+        win_length=n_fft,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    ).abs()
     fb = slaney_mel_filterbank(n_fft // 2 + 1, n_mels, target_sample_rate).to(work)
     mel = torch.matmul(spec.transpose(-1, -2), fb)  # [B*C, T, n_mels]
     mel = torch.log(torch.clamp(mel, min=1e-5))

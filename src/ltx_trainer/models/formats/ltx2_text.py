@@ -75,8 +75,10 @@ def uses_feature_extractor_v2(official_transformer: dict) -> bool:
     missing = V2_KEYS.keys() - present
     wrong = {k: official_transformer[k] for k in present if official_transformer[k] != V2_KEYS[k]}
     if missing or wrong:
-        raise ValueError(f"transformer config selects neither text feature extractor: missing {sorted(missing)}, "
-                         f"unexpected values {wrong} (ltx-core accepts only {V2_KEYS})")
+        raise ValueError(
+            f"transformer config selects neither text feature extractor: missing {sorted(missing)}, "
+            f"unexpected values {wrong} (ltx-core accepts only {V2_KEYS})"
+        )
     return True
 
 
@@ -102,8 +104,9 @@ def _weight_shape(sd: StateDict | None, module: str) -> tuple[int, int] | None:
     return None if t is None else (int(t.shape[0]), int(t.shape[1]))
 
 
-def connectors_diffusers_config(official_transformer: dict, sd: StateDict | None = None,
-                                gemma_config: object | None = None) -> dict:
+def connectors_diffusers_config(
+    official_transformer: dict, sd: StateDict | None = None, gemma_config: object | None = None
+) -> dict:
     """Metadata ``config["transformer"]`` (+ the file's ``text_embedding_projection.*`` weights, + optionally the
     Gemma config) -> ``LTX2TextConnectors`` kwargs.
 
@@ -118,8 +121,10 @@ def connectors_diffusers_config(official_transformer: dict, sd: StateDict | None
         file_v2 = _weight_shape(sd, "video_aggregate_embed") is not None
         file_v1 = _weight_shape(sd, "aggregate_embed") is not None
         if (file_v1 or file_v2) and file_v2 != v2:
-            raise ValueError(f"the metadata selects text feature extractor {'V2' if v2 else 'V1'} but the file has "
-                             f"{'V2 (video/audio_aggregate_embed)' if file_v2 else 'V1 (aggregate_embed)'} weights")
+            raise ValueError(
+                f"the metadata selects text feature extractor {'V2' if v2 else 'V1'} but the file has "
+                f"{'V2 (video/audio_aggregate_embed)' if file_v2 else 'V1 (aggregate_embed)'} weights"
+            )
 
     gemma = _gemma_dims(gemma_config)
     shape = _weight_shape(sd, "video_aggregate_embed" if v2 else "aggregate_embed")
@@ -128,14 +133,17 @@ def connectors_diffusers_config(official_transformer: dict, sd: StateDict | None
     elif shape is not None:
         width = int(t.get("caption_channels", _GEMMA_3_12B[0])) if v2 else shape[0]
         if shape[1] % width:
-            raise ValueError(f"aggregate embed input width {shape[1]} is not a multiple of the Gemma width {width}; "
-                             "pass the Gemma config the checkpoint was made for")
+            raise ValueError(
+                f"aggregate embed input width {shape[1]} is not a multiple of the Gemma width {width}; "
+                "pass the Gemma config the checkpoint was made for"
+            )
         states = shape[1] // width
     else:
         width, states = (t["caption_channels"], _GEMMA_3_12B[1]) if "caption_channels" in t else _GEMMA_3_12B
     if shape is not None and (shape[1] != width * states or (not v2 and shape[0] != width)):
-        raise ValueError(f"aggregate embed weight {list(shape)} doesn't fit a Gemma of width {width} with {states} "
-                         "hidden states")
+        raise ValueError(
+            f"aggregate embed weight {list(shape)} doesn't fit a Gemma of width {width} with {states} hidden states"
+        )
 
     if v2:
         video_dim = t["num_attention_heads"] * t["attention_head_dim"]
@@ -195,14 +203,19 @@ def connectors_official_config(diffusers_cfg: dict, official_transformer: dict |
     v2 = bool(c["per_modality_projections"])
     if c["proj_bias"] != v2:
         problems.append(f"proj_bias={c['proj_bias']} with per_modality_projections={v2} (ltx-core: bias iff V2)")
-    if not v2 and c["video_connector_num_attention_heads"] * c["video_connector_attention_head_dim"] != \
-            c["caption_channels"]:
+    if (
+        not v2
+        and c["video_connector_num_attention_heads"] * c["video_connector_attention_head_dim"] != c["caption_channels"]
+    ):
         problems.append("V1 video connector width != caption_channels")
     if problems:
         raise ValueError("text connectors not representable in ltx-core's format: " + "; ".join(problems))
 
-    heads, head_dim, layers = (c["video_connector_num_attention_heads"], c["video_connector_attention_head_dim"],
-                               c["video_connector_num_layers"])
+    heads, head_dim, layers = (
+        c["video_connector_num_attention_heads"],
+        c["video_connector_attention_head_dim"],
+        c["video_connector_num_layers"],
+    )
     out = {
         "caption_channels": c["caption_channels"],
         "connector_num_attention_heads": heads,
@@ -214,30 +227,42 @@ def connectors_official_config(diffusers_cfg: dict, official_transformer: dict |
         "rope_type": c["rope_type"],
         "frequencies_precision": "float64" if c["rope_double_precision"] else "float32",
     }
-    audio = {"audio_connector_num_attention_heads": c["audio_connector_num_attention_heads"],
-             "audio_connector_attention_head_dim": c["audio_connector_attention_head_dim"],
-             "audio_connector_num_layers": c["audio_connector_num_layers"]}
+    audio = {
+        "audio_connector_num_attention_heads": c["audio_connector_num_attention_heads"],
+        "audio_connector_attention_head_dim": c["audio_connector_attention_head_dim"],
+        "audio_connector_num_layers": c["audio_connector_num_layers"],
+    }
     out.update({k: v for k, v in audio.items() if v != out[k.removeprefix("audio_")]})
     if v2:
         out.update(V2_KEYS)
         dims = {"video": c["video_hidden_dim"], "audio": c["audio_hidden_dim"]}
         if official_transformer is None:
-            out.update({"num_attention_heads": heads, "attention_head_dim": head_dim,
-                        "audio_num_attention_heads": c["audio_connector_num_attention_heads"],
-                        "audio_attention_head_dim": c["audio_connector_attention_head_dim"]})
-            if heads * head_dim != dims["video"] or out["audio_num_attention_heads"] * \
-                    out["audio_attention_head_dim"] != dims["audio"]:
+            out.update(
+                {
+                    "num_attention_heads": heads,
+                    "attention_head_dim": head_dim,
+                    "audio_num_attention_heads": c["audio_connector_num_attention_heads"],
+                    "audio_attention_head_dim": c["audio_connector_attention_head_dim"],
+                }
+            )
+            if (
+                heads * head_dim != dims["video"]
+                or out["audio_num_attention_heads"] * out["audio_attention_head_dim"] != dims["audio"]
+            ):
                 raise ValueError("V2 connector widths differ from the projections; pass official_transformer")
     if official_transformer is not None:
         t = {**_DEFAULTS, **official_transformer}
         clash = {k: (t[k], out[k]) for k in ("rope_type", "frequencies_precision") if t[k] != out[k]}
         if v2:
-            widths = {"video": t["num_attention_heads"] * t["attention_head_dim"],
-                      "audio": t["audio_num_attention_heads"] * t["audio_attention_head_dim"]}
+            widths = {
+                "video": t["num_attention_heads"] * t["attention_head_dim"],
+                "audio": t["audio_num_attention_heads"] * t["audio_attention_head_dim"],
+            }
             clash.update({f"{k} width": (widths[k], dims[k]) for k in widths if widths[k] != dims[k]})
         if clash:
-            raise ValueError(f"text connectors and transformer disagree on shared fields (transformer, connectors): "
-                             f"{clash}")
+            raise ValueError(
+                f"text connectors and transformer disagree on shared fields (transformer, connectors): {clash}"
+            )
     return out
 
 
@@ -296,8 +321,12 @@ def _stack(hidden_states: torch.Tensor | Sequence[torch.Tensor], width: int) -> 
     return hidden_states
 
 
-def text_features(connectors: torch.nn.Module, hidden_states: torch.Tensor | Sequence[torch.Tensor],
-                  mask: torch.Tensor, padding_side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
+def text_features(
+    connectors: torch.nn.Module,
+    hidden_states: torch.Tensor | Sequence[torch.Tensor],
+    mask: torch.Tensor,
+    padding_side: str = "left",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gemma hidden-state stack + its 0/1 mask ``[B, T]`` -> (video features, audio features), the PRE-connector
     features the trainer caches (ltx-core's feature extractor output: ``video_prompt_embeds`` [B, T, Dv] and
     ``audio_prompt_embeds`` [B, T, Da]). V1 returns the same tensor twice.
@@ -325,8 +354,9 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (mask.to(torch.int64) - 1).to(dtype).reshape(mask.shape[0], 1, 1, mask.shape[-1]) * torch.finfo(dtype).max
 
 
-def text_context(connectors: torch.nn.Module, video_features: torch.Tensor, audio_features: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def text_context(
+    connectors: torch.nn.Module, video_features: torch.Tensor, audio_features: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cached features + the cached 0/1 mask ``[B, T]`` (Gemma's left padding) -> (video context, audio context,
     context mask ``[B, T]``), what the transformer cross-attends to.
 
