@@ -372,3 +372,17 @@ def test_overfitting_one_clip_drops_the_loss_by_80_percent(tmp_path):
     _, result = run(config)
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last <= 0.2 * first, f"loss {first:.3f} -> {last:.3f}"
+
+
+def test_wandb_offline_and_tensorboard_record_the_run(datasets, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    model_path, _, data_root = datasets["2.0"]
+    config = training_config(model_path, data_root, tmp_path, wandb={"enabled": True, "mode": "offline"},
+                             tensorboard={"enabled": True})
+    run(config)
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    metrics = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if line]
+    assert len(metrics) == 3
