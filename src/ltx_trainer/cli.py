@@ -121,5 +121,33 @@ def train(config: Annotated[Path, typer.Argument(help="Training config YAML.")])
     console.print(f"[bold green]done[/bold green]: {result.steps} steps in {result.seconds:.0f} s -> {result.weights}")
 
 
+@app.command()
+def bench(
+    arch: Annotated[
+        str, typer.Option(help="tiny-ltx2, tiny-ltx2.3, tiny-ltxv, ltx2-19b, ltx2.3-22b, ltxv-2b, ltxv-13b")
+    ] = ("tiny-ltx2"),
+    res: Annotated[str, typer.Option(help="W x H x F of the training clips.")] = "256x256x33",
+    steps: int = 10,
+    warmup: int = 3,
+    lora_rank: Annotated[int, typer.Option(help="0 = full fine-tune.")] = 64,
+    gradient_checkpointing: bool = True,
+    out: Path = Path("outputs/bench"),
+) -> None:
+    """Measure a training configuration: s/step by phase, trainer overhead, tokens/s, peak memory, MFU."""
+    from ltx_trainer.data.preprocess import Bucket
+    from ltx_trainer.training.bench import TABLE_HEADER, markdown_row, run_bench, save_result
+
+    try:
+        bucket = Bucket.parse(res)
+    except ValueError as e:
+        fail(f"--res: {e}")
+    result = run_bench(
+        arch, bucket.width, bucket.height, bucket.frames, steps, warmup, lora_rank, gradient_checkpointing
+    )
+    console.print(TABLE_HEADER)
+    console.print(markdown_row(result))
+    console.print(f"saved {save_result(result, out)}")
+
+
 if __name__ == "__main__":
     app()

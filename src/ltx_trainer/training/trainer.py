@@ -8,7 +8,7 @@ accelerator -> model (transformer + connectors; the text encoder only if caption
 import json
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from ltx_trainer import logger
 from ltx_trainer.config import LtxTrainerConfig, dump_config
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
 from ltx_trainer.integrations.tracking import Tracker
-from ltx_trainer.models.base import TextContext, TextFeatures
+from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.training import adapters, checkpoints
 from ltx_trainer.training.optim import make_optimizer, make_scheduler
@@ -31,12 +31,47 @@ from ltx_trainer.training.timesteps import make_sigma_sampler
 SIGMA_BUCKETS = 4
 
 
+def sigma_bucket_losses(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """Mean loss per sigma quarter (``loss_sigma_0.00_0.25`` ...), from (sigma ``[B]``, loss ``[B]``) pairs."""
+    if not pairs:
+        return {}
+    sigma = torch.cat([s for s, _ in pairs]).float().cpu()
+    loss = torch.cat([v for _, v in pairs]).float().cpu()
+    bucket = (sigma * SIGMA_BUCKETS).long().clamp(max=SIGMA_BUCKETS - 1)
+    return {
+        f"loss_sigma_{i / SIGMA_BUCKETS:.2f}_{(i + 1) / SIGMA_BUCKETS:.2f}": loss[bucket == i].mean().item()
+        for i in range(SIGMA_BUCKETS)
+        if (bucket == i).any()
+    }
+
+
+class PhaseTimer:
+    """Wall time per phase of a step (``with timer("forward_s"): ...``); syncs CUDA only when profiling."""
+
+    def __init__(self, device: torch.device, enabled: bool):
+        self.enabled = enabled
+        self.cuda = device.type == "cuda"
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        if not self.enabled:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+
 @dataclass
 class TrainResult:
     """What a run produced."""
 
     weights: Path | None
     losses: list[float] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
 
@@ -47,9 +82,11 @@ class Trainer:
         self.config_source = config_source
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
+        self.profile = False  # per-phase timings in the metrics (bench); syncs CUDA, so off in normal runs
 
     # ---- setup ----------------------------------------------------------------------------------------------------
-    def setup(self) -> None:
+    def setup(self, model: LTXModel | None = None) -> None:
+        """Build everything. ``model`` replaces loading ``model.model_path`` (bench's random full-size models)."""
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
@@ -57,7 +94,7 @@ class Trainer:
         self.device = self.accelerator.device
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
-        self.model = load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
+        self.model = model or load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
         self.strategy = FlexibleStrategy(cfg.training_strategy.as_flexible())
         self.sigma_sampler = make_sigma_sampler(
             cfg.flow_matching.timestep_sampling_mode, cfg.flow_matching.timestep_sampling_params
@@ -144,6 +181,7 @@ class Trainer:
                 self.step += 1
                 result.steps += 1
                 result.losses.append(metrics["loss"])
+                result.metrics.append(metrics)
                 metrics.update(
                     step=self.step, lr=self.scheduler.get_last_lr()[0], s_per_step=time.perf_counter() - step_start
                 )
@@ -160,30 +198,39 @@ class Trainer:
         return result
 
     def _optimizer_step(self, batches, accumulation: int) -> dict:
-        """One optimizer step over ``accumulation`` micro-batches; the schedule advances exactly once."""
-        losses, parts_sum, sigma_losses = [], {}, [[] for _ in range(SIGMA_BUCKETS)]
+        """One optimizer step over ``accumulation`` micro-batches; the schedule advances exactly once.
+
+        Losses stay on the device until the end of the step: one host sync per step, not per micro-batch.
+        """
+        timer = PhaseTimer(self.device, enabled=self.profile)
+        losses, parts_sum, sigmas = [], {}, []
         for micro in range(accumulation):
-            batch = next(batches)
+            with timer("data_s"):
+                batch = next(batches)
             self.batches_consumed += 1
             last = micro == accumulation - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.model.transformer)
             with sync, self.accelerator.autocast():
-                loss, parts, prepared = self._loss(batch)
-                self.accelerator.backward(loss.mean() / accumulation)
-            losses.append(loss.detach().mean().item())
+                with timer("forward_s"):
+                    loss, parts, prepared = self._loss(batch)
+                with timer("backward_s"):
+                    self.accelerator.backward(loss.mean() / accumulation)
+            losses.append(loss.detach())
             for name, part in parts.items():
-                parts_sum.setdefault(name, []).append(part.detach().mean().item())
-            self._bucket_losses(prepared, loss.detach(), sigma_losses)
-        if self.config.optimization.max_grad_norm > 0:
-            self.accelerator.clip_grad_norm_(self.trainable, self.config.optimization.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        metrics = {"loss": sum(losses) / len(losses)}
-        metrics.update({f"loss_{k}": sum(v) / len(v) for k, v in parts_sum.items()})
-        for i, bucket in enumerate(sigma_losses):
-            if bucket:
-                metrics[f"loss_sigma_{i / SIGMA_BUCKETS:.2f}_{(i + 1) / SIGMA_BUCKETS:.2f}"] = sum(bucket) / len(bucket)
+                parts_sum.setdefault(name, []).append(part.detach())
+            generated = [p for p in prepared.values() if p.target is not None]
+            if generated:
+                sigmas.append((generated[0].input.sigma.detach(), loss.detach()))
+        with timer("optimizer_s"):
+            if self.config.optimization.max_grad_norm > 0:
+                self.accelerator.clip_grad_norm_(self.trainable, self.config.optimization.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+        metrics = {"loss": torch.cat(losses).mean().item()}
+        metrics.update({f"loss_{k}": torch.cat(v).mean().item() for k, v in parts_sum.items()})
+        metrics.update(sigma_bucket_losses(sigmas))
+        metrics.update(timer.totals)
         return metrics
 
     def _loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
@@ -215,18 +262,13 @@ class Trainer:
                 if audio is not None:
                     audio = torch.where(drop[:, None, None], self.empty_prompt.audio.to(audio.dtype), audio)
                 mask = torch.where(drop[:, None], self.empty_prompt.mask.to(mask.dtype), mask)
+        dtype = self.model.dtype  # caches are often bf16 (the official ones are); run in the model's dtype
         features = TextFeatures(
-            video.to(self.device), audio.to(self.device) if audio is not None else None, mask.to(self.device)
+            video.to(self.device, dtype),
+            audio.to(self.device, dtype) if audio is not None else None,
+            mask.to(self.device),
         )
         return self.model.text_context(features)
-
-    @staticmethod
-    def _bucket_losses(prepared: dict[str, PreparedModality], loss: torch.Tensor, buckets: list[list[float]]) -> None:
-        generated = [p for p in prepared.values() if p.target is not None]
-        if not generated:
-            return
-        for sigma, value in zip(generated[0].input.sigma.tolist(), loss.tolist(), strict=True):
-            buckets[min(int(sigma * SIGMA_BUCKETS), SIGMA_BUCKETS - 1)].append(value)
 
     # ---- checkpoints and resume -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
