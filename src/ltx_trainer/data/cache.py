@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 CACHE_SUFFIXES = (".safetensors", ".pt")
 SCALARS_KEY = "scalars"
+FINGERPRINT_KEY = "fingerprint"  # JSON: what produced the file (model, encoder hash, bucket, fps, trigger, tool)
 
 
 class CacheError(ValueError):
@@ -62,3 +63,9 @@ def write_sample_file(path: Path, data: dict, metadata: dict[str, str] | None = 
         os.fsync(f.fileno())
     tmp.replace(path)
     return path
+
+
+def read_fingerprint(path: Path) -> dict | None:
+    """The fingerprint in a safetensors cache file's header, or None (official ``.pt`` caches carry none)."""
+    raw = read_metadata(path).get(FINGERPRINT_KEY)
+    return json.loads(raw) if raw else None

@@ -1,0 +1,1 @@
+"""CLI verb implementations too large for cli.py; cli.py registers them."""
