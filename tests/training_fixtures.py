@@ -47,7 +47,7 @@ def training_config(
         "optimization": {"steps": 3, "batch_size": 1, "learning_rate": 1e-3},
         "acceleration": {"mixed_precision_mode": "no"},
         "data": {"preprocessed_data_root": str(data_root), "num_dataloader_workers": 0},
-        "checkpoints": {"interval": None, "keep_last_n": 2, "precision": "float32"},
+        "checkpoints": {"interval": None, "keep_last_n": 2, "precision": "float32", "save_training_state": "full"},
         "validation": {"interval": None},
         "seed": 7,
         "output_dir": str(output_dir),

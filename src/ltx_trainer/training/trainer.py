@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ltx_trainer import logger
 from ltx_trainer.config import LtxTrainerConfig, dump_config
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
+from ltx_trainer.integrations.report import write_report
 from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
@@ -193,9 +194,23 @@ class Trainer:
                 if self.step == total or (interval and self.step % interval == 0):
                     result.weights = self.save_checkpoint()
         result.seconds = time.perf_counter() - started
-        if self.tracker is not None:
+        if self.accelerator.is_main_process:
+            self._write_report(result)
             self.tracker.finish()
         return result
+
+    def _write_report(self, result: TrainResult) -> None:
+        """Loss curve PNG + HTML report (config, curves, samples) in the output dir."""
+        samples = sorted((self.output_dir / "samples").glob("*.*")) if (self.output_dir / "samples").is_dir() else []
+        summary = {
+            "model": f"{self.model.spec.family} {self.model.spec.version}",
+            "mode": self.config.model.training_mode,
+            "step": self.step,
+            "last loss": f"{result.losses[-1]:.4f}" if result.losses else "n/a",
+            "weights": result.weights,
+        }
+        report = write_report(self.output_dir, "ltx-trainer run", dump_config(self.config), samples, summary)
+        logger.info("report: %s", report)
 
     def _optimizer_step(self, batches, accumulation: int) -> dict:
         """One optimizer step over ``accumulation`` micro-batches; the schedule advances exactly once.
@@ -274,6 +289,10 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write the weights file (and the training state) for the current step; prune old ones."""
         self.accelerator.wait_for_everyone()
+        if self.config.checkpoints.save_training_state != "off" and self.accelerator.num_processes > 1:
+            # every process draws its own noise: each keeps its generator and RNG state
+            rank_state = {"generator": self.generator.get_state(), "rng": checkpoints.rng_state()}
+            checkpoints.atomic_torch_save(rank_state, self._rank_state_path(self.step))
         if not self.accelerator.is_main_process:
             return checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
         transformer = self.accelerator.unwrap_model(self.model.transformer)
@@ -319,21 +338,29 @@ class Trainer:
             weights = adapters.lora_state_dict(transformer)
         else:
             weights = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+        full = self.config.checkpoints.save_training_state == "full"
         return {
             "step": self.step,
             "batches_consumed": self.batches_consumed,
             "trainable": weights,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if full else None,
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "rng": checkpoints.rng_state(),
             "wandb_run_id": self.tracker.run_id if self.tracker is not None else None,
-            "config_fingerprint": {
-                "training_mode": self.config.model.training_mode,
-                "lora_rank": self.config.lora.rank if self.config.lora else None,
-                "optimizer_type": self.config.optimization.optimizer_type,
-            },
+            "config_fingerprint": self._config_fingerprint(),
         }
+
+    def _config_fingerprint(self) -> dict:
+        """Settings a resumed run must share with the checkpoint."""
+        return {
+            "training_mode": self.config.model.training_mode,
+            "lora_rank": self.config.lora.rank if self.config.lora else None,
+            "optimizer_type": self.config.optimization.optimizer_type,
+        }
+
+    def _rank_state_path(self, step: int) -> Path:
+        return self.checkpoint_dir / f"rng_state_step_{step:05d}_rank{self.accelerator.process_index}.pt"
 
     def _resume(self) -> None:
         if self.config.checkpoints.no_resume:
@@ -342,15 +369,32 @@ class Trainer:
         if path is None:
             return
         state = checkpoints.load_state(path)
+        saved, current = state["config_fingerprint"], self._config_fingerprint()
+        clashes = [
+            f"{k}: {saved.get(k)} in the checkpoint, {v} in the config" for k, v in current.items() if saved.get(k) != v
+        ]
+        if clashes:
+            raise ValueError(
+                f"{path}: can't resume ({'; '.join(clashes)}). Use a new output_dir, or set checkpoints.no_resume: true"
+            )
         transformer = self.accelerator.unwrap_model(self.model.transformer)
         if self.config.model.training_mode == "lora":
             adapters.load_lora_state_dict(transformer, state["trainable"])
         else:
             transformer.load_state_dict(state["trainable"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            logger.warning(
+                "%s has no optimizer state (checkpoints.save_training_state: minimal): AdamW moments restart at zero; "
+                "use 'full' for exact resumes",
+                path,
+            )
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        checkpoints.set_rng_state(state["rng"])
+        rank_path = self._rank_state_path(state["step"])
+        own = checkpoints.load_state(rank_path) if rank_path.is_file() else state
+        self.generator.set_state(own["generator"])
+        checkpoints.set_rng_state(own["rng"])
         self.step, self.batches_consumed = state["step"], state["batches_consumed"]
         self.wandb_run_id = state.get("wandb_run_id")
         logger.info("resumed from %s at step %d", path, self.step)
