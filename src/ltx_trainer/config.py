@@ -213,7 +213,13 @@ class FlexibleStrategyConfig(StrategyConfigBase):
     @model_validator(mode="after")
     def _check_modalities(self) -> FlexibleStrategyConfig:
         issues = []
-        if not any(m is not None and m.is_generated for m in (self.video, self.audio)):
+        present = [m for m in (self.video, self.audio) if m is not None]
+        if len(present) == 2 and not any(m.is_generated for m in present):
+            issues.append(
+                "audio.is_generated: video and audio are both frozen (is_generated: false), so nothing is trained; "
+                "set is_generated: true on the modality to generate"
+            )
+        elif not any(m.is_generated for m in present):
             issues.append("at least one of video or audio must set is_generated: true")
         if self.audio is not None:
             for i, cond in enumerate(self.audio.conditions):

@@ -24,6 +24,7 @@ from ltx_trainer.integrations.report import write_report
 from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
+from ltx_trainer.sampling.validation import ValidationRunner
 from ltx_trainer.training import adapters, checkpoints
 from ltx_trainer.training.optim import make_optimizer, make_scheduler
 from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
@@ -96,7 +97,7 @@ class Trainer:
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
         self.model = model or load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
-        self.strategy = FlexibleStrategy(cfg.training_strategy.as_flexible())
+        self.strategy = FlexibleStrategy(cfg.training_strategy.as_flexible(), cfg.data.preprocessed_data_root)
         self.sigma_sampler = make_sigma_sampler(
             cfg.flow_matching.timestep_sampling_mode, cfg.flow_matching.timestep_sampling_params
         )
@@ -120,6 +121,7 @@ class Trainer:
         self.wandb_run_id = None
         self._resume()
         self.tracker = Tracker(cfg, self.output_dir, self.wandb_run_id) if self.accelerator.is_main_process else None
+        self.validation = ValidationRunner.for_training(cfg, self.model, self.output_dir, self.device)
 
     def _empty_prompt_features(self) -> TextFeatures:
         """Caption dropout trains on the empty prompt's features: encode it once, then free the text encoder."""
@@ -174,6 +176,8 @@ class Trainer:
         batches = iter(self.dataloader)
         result = TrainResult(weights=None)
         started = time.perf_counter()
+        if self.validation is not None and self.validation.due(self.step, starting=True):
+            self._validate()
         with self._progress(total) as progress:
             task = progress.add_task("train", total=total, completed=self.step, loss=float("nan"), lr=0.0, sps=0.0)
             while self.step < total and (stop_after is None or result.steps < stop_after):
@@ -190,6 +194,8 @@ class Trainer:
                 progress.update(
                     task, completed=self.step, loss=metrics["loss"], lr=metrics["lr"], sps=metrics["s_per_step"]
                 )
+                if self.validation is not None and self.validation.due(self.step):
+                    self._validate()
                 interval = cfg.checkpoints.interval
                 if self.step == total or (interval and self.step % interval == 0):
                     result.weights = self.save_checkpoint()
@@ -198,6 +204,14 @@ class Trainer:
             self._write_report(result)
             self.tracker.finish()
         return result
+
+    def _validate(self) -> None:
+        """Validation samples at this step (shared by the ranks), logged to W&B/TensorBoard; the report lists them."""
+        paths = self.validation.run_during_training(
+            self.step, self.accelerator, self.optimizer, self.config.acceleration.offload_optimizer_during_validation
+        )
+        if self.tracker is not None and paths:
+            self.tracker.log_samples(paths, self.step)
 
     def _write_report(self, result: TrainResult) -> None:
         """Loss curve PNG + HTML report (config, curves, samples) in the output dir."""

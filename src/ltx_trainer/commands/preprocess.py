@@ -1,0 +1,155 @@
+"""``ltx-trainer preprocess``: media + captions -> the cache training reads (latents, audio, text, masks, references).
+
+cli.py registers it with ``app.command()(preprocess)``. Heavy imports (torch, the models) happen inside.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+def preprocess(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder of clips/images with sidecar .txt captions, or a CSV/JSON/JSONL file with the columns "
+            "media_path (or video), caption and optionally audio, reference_video, reference_audio, video_mask, "
+            "audio_mask; paths are relative to the file."
+        ),
+    ],
+    model: Annotated[Path, typer.Option(help="Model: an official single-file checkpoint or a diffusers folder.")],
+    resolution_buckets: Annotated[
+        str,
+        typer.Option(
+            help="'WxHxF;WxHxF;...' (W, H multiples of 32, F = 8k+1; F=1 for images). Each clip takes the bucket with "
+            "the nearest aspect ratio, then the most frames it has, then the largest area."
+        ),
+    ],
+    text_encoder: Annotated[
+        Path | None,
+        typer.Option(help="Text encoder folder (Gemma for LTX-2, T5 for LTXV); not needed for a diffusers folder."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Cache folder (default: .precomputed/ next to the dataset).")
+    ] = None,
+    format: Annotated[
+        str, typer.Option(help="safetensors (fingerprinted, the default) or pt (the official ltx-trainer layout).")
+    ] = "safetensors",
+    caption_column: Annotated[str, typer.Option(help="Caption column of the metadata file.")] = "caption",
+    media_column: Annotated[
+        str | None, typer.Option(help="Media column of the metadata file (default: media_path, else video).")
+    ] = None,
+    trigger: Annotated[
+        str | None, typer.Option("--trigger", "--lora-trigger", help="Token prepended to every caption.")
+    ] = None,
+    crop: Annotated[str, typer.Option(help="center or random (seeded per clip by --seed).")] = "center",
+    seed: Annotated[int, typer.Option(help="Seed of the random crops.")] = 0,
+    fps: Annotated[
+        float | None, typer.Option(help="Resample frames to this frame rate (default: keep the source rate).")
+    ] = None,
+    vae_tiling: Annotated[bool, typer.Option(help="Encode in spatial tiles (less memory at high resolution).")] = False,
+    audio: Annotated[
+        bool | None,
+        typer.Option(
+            "--audio/--no-audio", help="Audio latents (default: on for models with audio, i.e. the LTX-2 family)."
+        ),
+    ] = None,
+    allow_missing_audio: Annotated[
+        bool, typer.Option(help="Keep clips without an audio track as video-only samples instead of skipping them.")
+    ] = False,
+    reference_downscale_factor: Annotated[
+        int, typer.Option(help="IC-LoRA references at 1/k of the bucket's width and height.")
+    ] = 1,
+    reference_temporal_scale_factor: Annotated[
+        int, typer.Option(help="IC-LoRA references keep frame 0, then every S-th frame (fps stored as fps/S).")
+    ] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Recompute samples whose outputs already exist.")] = False,
+    shard_index: Annotated[
+        int | None, typer.Option(help="This process's shard (default: the accelerate/torchrun rank, else 0).")
+    ] = None,
+    num_shards: Annotated[
+        int | None, typer.Option(help="Number of shards (default: the accelerate/torchrun world size, else 1).")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit with code 1 when any sample was skipped.")] = False,
+    device: Annotated[str, typer.Option(help="Where the VAEs run: auto, cpu, cuda, cuda:1, ...")] = "auto",
+    latents_dtype: Annotated[
+        str, typer.Option(help="bf16 (as the official cache) or fp32: dtype of video latents and text features.")
+    ] = "bf16",
+) -> None:
+    """Precompute video latents, audio latents, text features, masks and IC-LoRA references for training.
+
+    Bad samples (corrupt or truncated files, no video, no audio when it is needed, too few frames, bad captions,
+    duplicates) are skipped and listed with their reason in preprocess_report.json in the output folder. Reruns
+    skip finished samples; --num-shards splits the work between processes.
+    """
+    import torch
+
+    from ltx_trainer.data.preprocess import (
+        PreprocessOptions,
+        default_shard,
+        parse_buckets,
+        preprocess_dataset,
+        print_summary,
+    )
+    from ltx_trainer.models.errors import ModelLoadError
+    from ltx_trainer.models.families import load_model
+
+    try:
+        buckets = parse_buckets(resolution_buckets)
+    except ValueError as e:
+        _fail(f"--resolution-buckets: {e}")
+    if format not in ("safetensors", "pt"):
+        _fail(f"--format {format!r}: use safetensors or pt")
+    if crop not in ("center", "random"):
+        _fail(f"--crop {crop!r}: use center or random")
+    if latents_dtype not in ("bf16", "fp32"):
+        _fail(f"--latents-dtype {latents_dtype!r}: use bf16 or fp32")
+    if (shard_index is None) != (num_shards is None):
+        _fail("--shard-index and --num-shards go together")
+    if shard_index is None or num_shards is None:
+        shard_index, num_shards = default_shard()
+
+    resolved = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu"))
+    dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
+    try:
+        loaded = load_model(model, text_encoder, dtype=dtype)
+    except ModelLoadError as e:
+        _fail(str(e))
+    options = PreprocessOptions(
+        buckets=buckets,
+        output=output,
+        format=format,
+        trigger=trigger,
+        crop=crop,
+        seed=seed,
+        fps=fps,
+        vae_tiling=vae_tiling,
+        audio=audio,
+        allow_missing_audio=allow_missing_audio,
+        reference_downscale_factor=reference_downscale_factor,
+        reference_temporal_scale_factor=reference_temporal_scale_factor,
+        overwrite=overwrite,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        device=str(resolved),
+        progress=console.is_terminal,
+        dtype=torch.bfloat16 if latents_dtype == "bf16" else torch.float32,
+    )
+    try:
+        result = preprocess_dataset(dataset, loaded, options, caption_column, media_column)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    print_summary(result, console)
+    if not result.succeeded:
+        _fail(f"nothing was preprocessed: all samples were skipped (see {result.report})")
+    if strict and result.skipped:
+        _fail(f"--strict: {len(result.skipped)} sample(s) skipped (see {result.report})")

@@ -1,0 +1,567 @@
+"""Check a precomputed cache before training, and move broken samples aside.
+
+A sample is the set of files sharing one relative id across the source folders (``latents/``, ``conditions/``,
+``audio_latents/``, ``reference_latents/``, ``video_masks/``, ``audio_masks/``; spec/anchors.md §2.10), exactly as
+:class:`~ltx_trainer.data.dataset.PrecomputedDataset` pairs them. Every file is read in full and checked for:
+
+* presence: the sample has a file in every source the training config needs;
+* readability and the keys of its kind (video latents, audio latents, text features, masks);
+* shapes: tensors agree with the stored ``num_frames``/``height``/``width`` (``num_time_steps``/``frequency_bins``),
+  a video mask's grid equals the video latents' grid, an audio mask's length the audio latents' length, and the
+  audio ``duration`` agrees with the video duration ``((F' - 1) * T + 1) / fps`` within one video latent step;
+* values: no NaN or Inf in any floating tensor;
+* fingerprints (with a model): the family, version and encoders that made each source folder are the model's
+  (:func:`ltx_trainer.data.fingerprint.check_cache_fingerprint`).
+
+:func:`quarantine` moves every file of a broken sample, across all source folders, to
+``<cache root>/quarantine/<source>/<relative path>``: nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ltx_trainer import logger
+from ltx_trainer.data.cache import CacheError, read_sample_file
+from ltx_trainer.data.dataset import _index, precomputed_root
+
+if TYPE_CHECKING:
+    from ltx_trainer.config import LtxTrainerConfig
+    from ltx_trainer.models.base import FamilySpec, LTXModel
+
+SOURCE_KINDS: tuple[str, ...] = (
+    "video_latents",
+    "audio_latents",
+    "conditions",
+    "video_reference",
+    "audio_reference",
+    "video_mask",
+    "audio_mask",
+)
+# Official folder names (spec/anchors.md §2.10) and their kinds.
+KNOWN_SOURCES: dict[str, str] = {
+    "latents": "video_latents",
+    "conditions": "conditions",
+    "audio_latents": "audio_latents",
+    "reference_latents": "video_reference",
+    "reference_audio_latents": "audio_reference",
+    "video_masks": "video_mask",
+    "audio_masks": "audio_mask",
+}
+QUARANTINE_DIR = "quarantine"
+REPORT_NAME = "verify_report.json"
+# Folders under a cache root that never hold samples.
+_NOT_SOURCES = (QUARANTINE_DIR, "decoded_videos", "decoded_reference_videos")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a sample (or with the whole cache when ``sample`` is None).
+
+    Attributes:
+        sample: The sample id (relative path without suffix), or None for a cache-wide problem.
+        source: The source folder the problem is in (None when it spans sources or the cache).
+        kind: ``missing``, ``unreadable``, ``keys``, ``shape``, ``non_finite``, ``mismatch`` (sources disagree) or
+            ``fingerprint`` (made by another model: re-run preprocessing with ``--overwrite``; not quarantined).
+        message: What is wrong and, where it helps, what to do.
+    """
+
+    sample: str | None
+    source: str | None
+    kind: str
+    message: str
+
+    @property
+    def quarantinable(self) -> bool:
+        return self.sample is not None and self.kind != "fingerprint"
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_cache` found (and :func:`quarantine` moved).
+
+    Attributes:
+        root: The cache root (``.precomputed/`` when the data root has one).
+        sources: Source folder -> kind, the folders a sample must have.
+        samples: Every sample id seen in any source folder.
+        problems: Everything found, in sample order.
+        quarantined: Sample id -> the files moved (relative to ``root``), filled by :func:`quarantine`.
+        model: The model the fingerprints were compared with, if any.
+    """
+
+    root: Path
+    sources: dict[str, str]
+    samples: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    quarantined: dict[str, list[str]] = field(default_factory=dict)
+    model: str | None = None
+
+    @property
+    def bad_samples(self) -> list[str]:
+        """Samples with at least one problem that quarantine moves."""
+        return sorted({p.sample for p in self.problems if p.quarantinable})
+
+    @property
+    def remaining_problems(self) -> list[Problem]:
+        """Problems not resolved by a quarantine (all of them before :func:`quarantine` ran)."""
+        return [p for p in self.problems if p.sample not in self.quarantined or not p.quarantinable]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is left to fix."""
+        return not self.remaining_problems
+
+    @property
+    def good_samples(self) -> list[str]:
+        bad = {p.sample for p in self.problems if p.sample is not None}
+        return [s for s in self.samples if s not in bad]
+
+    def to_dict(self) -> dict:
+        return {
+            "root": str(self.root),
+            "sources": self.sources,
+            "model": self.model,
+            "num_samples": len(self.samples),
+            "num_good": len(self.good_samples),
+            "bad_samples": self.bad_samples,
+            "problems": [asdict(p) for p in self.problems],
+            "quarantined": self.quarantined,
+            "remaining_problems": len(self.remaining_problems),
+            "ok": self.ok,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Which sources a cache needs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def sources_from_config(cfg: LtxTrainerConfig) -> dict[str, str]:
+    """Source folder -> kind for the folders the config's training strategy reads (legacy strategies included)."""
+    from ltx_trainer.config import MaskCondition, ReferenceCondition
+
+    strategy = cfg.training_strategy.as_flexible()
+    sources = {"conditions": "conditions"}
+    for label, modality in (("video", strategy.video), ("audio", strategy.audio)):
+        if modality is None:
+            continue
+        sources[modality.latents_dir] = f"{label}_latents"
+        for cond in modality.conditions:
+            if isinstance(cond, ReferenceCondition):
+                sources[cond.latents_dir] = f"{label}_reference"
+            elif isinstance(cond, MaskCondition):
+                sources[cond.mask_dir] = f"{label}_mask"
+    return sources
+
+
+def guess_kind(folder: str) -> str:
+    """The kind of a source folder from its name: official names first, then words in the name."""
+    name = Path(folder).name.lower()
+    if name in KNOWN_SOURCES:
+        return KNOWN_SOURCES[name]
+    audio = "audio" in name
+    if "mask" in name:
+        return "audio_mask" if audio else "video_mask"
+    if "ref" in name:
+        return "audio_reference" if audio else "video_reference"
+    if "cond" in name or "text" in name or "prompt" in name:
+        return "conditions"
+    return "audio_latents" if audio else "video_latents"
+
+
+def sources_from_names(names: Iterable[str]) -> dict[str, str]:
+    """``["latents", "my_masks:video_mask"]`` -> folder -> kind; a kind after ``:`` overrides the guess."""
+    sources = {}
+    for entry in names:
+        folder, _, kind = entry.partition(":")
+        kind = kind or guess_kind(folder)
+        if kind not in SOURCE_KINDS:
+            raise ValueError(f"source {entry!r}: unknown kind {kind!r}; use one of {', '.join(SOURCE_KINDS)}")
+        sources[folder] = kind
+    return sources
+
+
+def discover_sources(root: Path) -> dict[str, str]:
+    """The official source folders present under a cache root (what to check when nothing else says)."""
+    return {name: kind for name, kind in KNOWN_SOURCES.items() if (root / name).is_dir()}
+
+
+def _sample_folders(root: Path) -> list[Path]:
+    """Every folder under the cache root that may hold sample files (all but quarantine and decoded outputs)."""
+    return [
+        p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and not p.name.startswith(_NOT_SOURCES)
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Per-file checks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A file problem found while checking; carries the kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _scalar(data: dict, key: str, kind: type = int) -> float | int:
+    if key not in data:
+        raise _Bad("keys", f"no {key!r} entry")
+    try:
+        value = kind(data[key].item() if isinstance(data[key], torch.Tensor) else data[key])
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise _Bad("keys", f"{key!r} is not a number ({data[key]!r})") from e
+    if kind is float and not math.isfinite(value):
+        raise _Bad("non_finite", f"{key!r} is {value}")
+    return value
+
+
+def _tensor(data: dict, *keys: str) -> tuple[str, torch.Tensor]:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, torch.Tensor):
+            return key, value
+    raise _Bad("keys", f"no tensor {' or '.join(repr(k) for k in keys)}; keys present: {sorted(data)}")
+
+
+def _check_finite(data: dict) -> None:
+    for key, value in data.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+            raise _Bad("non_finite", f"{key!r} has {nan} NaN and {inf} Inf values")
+
+
+def _video_info(data: dict, spec: FamilySpec | None) -> dict:
+    """Checks a video (or reference) latents dict; returns its grid, channels and fps."""
+    _, latents = _tensor(data, "latents")
+    frames, height, width = (_scalar(data, k) for k in ("num_frames", "height", "width"))
+    fps = _scalar(data, "fps", float)
+    if fps <= 0:
+        raise _Bad("shape", f"fps={fps} must be > 0")
+    if latents.ndim == 4:
+        channels = latents.shape[0]
+        if tuple(latents.shape[1:]) != (frames, height, width):
+            raise _Bad(
+                "shape",
+                f"latents {list(latents.shape)} disagree with num_frames={frames}, height={height}, width={width}",
+            )
+    elif latents.ndim == 2:  # legacy patchified [F'*H'*W', C]
+        channels = latents.shape[1]
+        if latents.shape[0] != frames * height * width:
+            raise _Bad(
+                "shape",
+                f"patchified latents {list(latents.shape)} hold {latents.shape[0]} tokens, but num_frames x height x "
+                f"width = {frames * height * width}",
+            )
+    else:
+        raise _Bad("shape", f"latents {list(latents.shape)} are neither [C, F, H, W] nor patchified [N, C]")
+    if spec is not None and channels != spec.latent_channels:
+        raise _Bad("shape", f"{channels} latent channels, the model has {spec.latent_channels}")
+    return {"grid": (frames, height, width), "channels": channels, "fps": fps}
+
+
+def _audio_info(data: dict, spec: FamilySpec | None) -> dict:
+    """Checks an audio (or audio reference) latents dict; returns its length and duration."""
+    _, latents = _tensor(data, "latents")
+    steps = _scalar(data, "num_time_steps")
+    if latents.ndim == 3:
+        if latents.shape[1] != steps:
+            raise _Bad("shape", f"audio latents {list(latents.shape)} disagree with num_time_steps={steps}")
+        if "frequency_bins" in data and latents.shape[2] != (bins := _scalar(data, "frequency_bins")):
+            raise _Bad("shape", f"audio latents {list(latents.shape)} disagree with frequency_bins={bins}")
+        model_layout = (spec.audio_latent_channels, spec.audio_mel_bins) if spec is not None else None
+        if model_layout is not None and (latents.shape[0], latents.shape[2]) != model_layout:
+            raise _Bad(
+                "shape",
+                f"audio latents {list(latents.shape)}, the model's are [{spec.audio_latent_channels}, T, "
+                f"{spec.audio_mel_bins}]",
+            )
+    elif latents.ndim == 2:  # patchified [T, C*B]
+        if latents.shape[0] != steps:
+            raise _Bad("shape", f"patchified audio latents {list(latents.shape)} disagree with num_time_steps={steps}")
+    else:
+        raise _Bad("shape", f"audio latents {list(latents.shape)} are neither [C, T, F] nor patchified [T, C*F]")
+    duration = _scalar(data, "duration", float) if "duration" in data else None
+    rate = spec.audio_latents_per_second if spec is not None else 25.0
+    if duration is not None:
+        if duration <= 0:
+            raise _Bad("shape", f"duration={duration} must be > 0")
+        if abs(steps / rate - duration) > 1.0 / rate + 1e-6:
+            raise _Bad(
+                "shape",
+                f"num_time_steps={steps} is {steps / rate:.3f} s at {rate:g} latents/s, but duration={duration:.3f} s",
+            )
+    return {"steps": steps, "duration": duration}
+
+
+def _conditions_info(data: dict) -> dict:
+    _, video = _tensor(data, "video_prompt_embeds", "prompt_embeds")
+    _, mask = _tensor(data, "prompt_attention_mask")
+    if video.ndim != 2 or mask.ndim != 1 or video.shape[0] != mask.shape[0]:
+        raise _Bad(
+            "shape", f"prompt embeds {list(video.shape)} and attention mask {list(mask.shape)} should be [L, D] and [L]"
+        )
+    audio = data.get("audio_prompt_embeds")
+    if isinstance(audio, torch.Tensor) and (audio.ndim != 2 or audio.shape[0] != mask.shape[0]):
+        raise _Bad("shape", f"audio_prompt_embeds {list(audio.shape)} should be [{mask.shape[0]}, D]")
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise _Bad("shape", "prompt_attention_mask holds values other than 0 and 1")
+    return {"length": mask.shape[0]}
+
+
+def _mask_info(data: dict, ndim: int) -> dict:
+    _, mask = _tensor(data, "mask")
+    if mask.ndim != ndim:
+        want = "[F', H', W']" if ndim == 3 else "[T]"
+        raise _Bad("shape", f"mask {list(mask.shape)} should be {want}")
+    if mask.is_floating_point() and bool(((mask < 0) | (mask > 1)).any()):
+        raise _Bad("shape", "mask values outside [0, 1]")
+    return {"shape": tuple(mask.shape)}
+
+
+def check_file(path: Path, kind: str, spec: FamilySpec | None = None) -> dict:
+    """Read one cache file and check it on its own; returns what the cross-source checks need.
+
+    Raises:
+        CacheError: The file can't be read.
+        _Bad: A problem (its ``kind`` says which).
+    """
+    data = read_sample_file(path)
+    if kind in ("video_latents", "video_reference"):
+        info = _video_info(data, spec)
+    elif kind in ("audio_latents", "audio_reference"):
+        info = _audio_info(data, spec)
+    elif kind == "conditions":
+        info = _conditions_info(data)
+    elif kind in ("video_mask", "audio_mask"):
+        info = _mask_info(data, 3 if kind == "video_mask" else 1)
+    else:
+        raise ValueError(f"unknown source kind {kind!r}")
+    _check_finite(data)
+    return info
+
+
+def _cross_checks(
+    sample: str, infos: dict[str, dict], sources: dict[str, str], spec: FamilySpec | None
+) -> list[Problem]:
+    """Problems between the files of one sample (each file already passed its own checks)."""
+    problems = []
+    by_kind = {sources[folder]: (folder, info) for folder, info in infos.items()}
+    video = by_kind.get("video_latents")
+    audio = by_kind.get("audio_latents")
+    temporal = spec.temporal_compression if spec is not None else 8
+    if video is not None:
+        folder, v = video
+        if "video_mask" in by_kind:
+            mask_folder, m = by_kind["video_mask"]
+            if m["shape"] != v["grid"]:
+                problems.append(
+                    Problem(
+                        sample,
+                        mask_folder,
+                        "mismatch",
+                        f"mask grid {list(m['shape'])} != {folder}/ latent grid {list(v['grid'])} (F', H', W')",
+                    )
+                )
+        if "video_reference" in by_kind:
+            ref_folder, r = by_kind["video_reference"]
+            if r["channels"] != v["channels"]:
+                problems.append(
+                    Problem(sample, ref_folder, "mismatch", f"{r['channels']} channels, {folder}/ has {v['channels']}")
+                )
+    if audio is not None:
+        folder, a = audio
+        if "audio_mask" in by_kind:
+            mask_folder, m = by_kind["audio_mask"]
+            if m["shape"] != (a["steps"],):
+                problems.append(
+                    Problem(
+                        sample,
+                        mask_folder,
+                        "mismatch",
+                        f"mask length {m['shape'][0]} != {folder}/ num_time_steps {a['steps']}",
+                    )
+                )
+    if video is not None and audio is not None and audio[1]["duration"] is not None:
+        frames, fps = video[1]["grid"][0], video[1]["fps"]
+        video_seconds = ((frames - 1) * temporal + 1) / fps
+        step = temporal / fps
+        if abs(audio[1]["duration"] - video_seconds) > step + 1e-6:
+            problems.append(
+                Problem(
+                    sample,
+                    audio[0],
+                    "mismatch",
+                    f"audio duration {audio[1]['duration']:.3f} s vs video {video_seconds:.3f} s "
+                    f"({(frames - 1) * temporal + 1} frames at {fps:g} fps in {video[0]}/): more than one latent step "
+                    f"({step:.3f} s) apart",
+                )
+            )
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fingerprints
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def fingerprint_problems(root: Path, folders: Iterable[str], model: LTXModel) -> list[tuple[str | None, str]]:
+    """(source folder, why) for the folders whose files another model or encoder made (``data.fingerprint``).
+
+    Unreadable files are left out: the per-sample check reports them, and quarantine moves them.
+    """
+    from ltx_trainer.data.fingerprint import check_cache_fingerprint
+
+    folders = [f for f in folders if (root / f).is_dir()]
+    found = []
+    for message in check_cache_fingerprint(root, model, folders=folders):
+        if ": unreadable cache file (" in message:
+            continue
+        source = next((f for f in folders if message.startswith(f"{root / f}:")), None)
+        found.append((source, message))
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The verifier
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def verify_cache(
+    data_root: str | Path,
+    sources: dict[str, str] | None = None,
+    model: str | Path | LTXModel | None = None,
+    text_encoder: str | Path | None = None,
+) -> VerifyReport:
+    """Check every sample of a cache.
+
+    Args:
+        data_root: The data root (its ``.precomputed/`` is used when present) or the cache folder itself.
+        sources: Source folder -> kind (:func:`sources_from_config`, :func:`sources_from_names`); default: the
+            official folders present (:func:`discover_sources`).
+        model: A model (path or loaded); when given, the cache fingerprints must match its family, version and
+            encoder hashes (``data.fingerprint``), and latent layouts its VAEs'. Only the VAEs load, to hash them.
+        text_encoder: The text encoder folder, so that ``conditions/`` fingerprints are compared with it too.
+
+    Returns:
+        The report; nothing on disk changes.
+
+    Raises:
+        FileNotFoundError: The data root doesn't exist or holds no source folder.
+    """
+    root = precomputed_root(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: data root not found; pass the folder preprocessing wrote")
+    sources = dict(sources) if sources else discover_sources(root)
+    if not sources:
+        raise FileNotFoundError(
+            f"{root}: no source folder ({', '.join(KNOWN_SOURCES)}); pass --source or --config, or run preprocessing"
+        )
+    if isinstance(model, str | Path):
+        from ltx_trainer.models.families import load_model
+
+        model = load_model(model, text_encoder)
+    spec = model.spec if model is not None else None
+    report = VerifyReport(root=root, sources=sources)
+    if model is not None:
+        from ltx_trainer.data.fingerprint import model_path
+
+        report.model = str(model_path(model))
+    indexes: dict[str, dict[str, Path]] = {}
+    for folder in sources:
+        path = root / folder
+        if not path.is_dir():
+            report.problems.append(
+                Problem(None, folder, "missing", f"{path}: source folder missing; run preprocessing for it")
+            )
+        indexes[folder] = _index(path) if path.is_dir() else {}
+    report.samples = sorted(set().union(*(set(ix) for ix in indexes.values())))
+    if model is not None:
+        found = fingerprint_problems(root, sources, model)
+        report.problems.extend(Problem(None, folder, "fingerprint", message) for folder, message in found)
+
+    for sample in report.samples:
+        infos: dict[str, dict] = {}
+        problems: list[Problem] = []
+        for folder, kind in sources.items():
+            path = indexes[folder].get(sample)
+            if path is None:
+                if (root / folder).is_dir():
+                    problems.append(Problem(sample, folder, "missing", f"no file in {folder}/"))
+                continue
+            rel = path.relative_to(root).as_posix()
+            try:
+                infos[folder] = check_file(path, kind, spec)
+            except CacheError as e:
+                problems.append(Problem(sample, folder, "unreadable", str(e)))
+            except _Bad as e:
+                problems.append(Problem(sample, folder, e.kind, f"{rel}: {e}"))
+        if not any(p.kind in ("unreadable", "keys", "shape", "non_finite") for p in problems):
+            problems.extend(_cross_checks(sample, infos, sources, spec))
+        report.problems.extend(problems)
+    return report
+
+
+def _free_destination(path: Path) -> Path:
+    """``path``, or ``name.1.ext``, ``name.2.ext``, ... when something is already there (never overwrite)."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    return candidate
+
+
+def quarantine(report: VerifyReport) -> dict[str, list[str]]:
+    """Move every file of each bad sample, in every source folder of the cache, to ``quarantine/<source>/``.
+
+    Files of the sample in folders the check didn't need move too, so no half sample is left behind. Nothing is
+    deleted; a name already taken in the quarantine gets a ``.1``, ``.2``, ... before its suffix.
+
+    Returns:
+        Sample id -> moved files (relative to the cache root, where they were); also stored in the report.
+    """
+    bad = set(report.bad_samples) - set(report.quarantined)
+    if not bad:
+        return {}
+    moved: dict[str, list[str]] = {}
+    for folder in _sample_folders(report.root):
+        index = _index(folder)
+        while targets := [(s, p) for s, p in index.items() if s in bad]:  # again for a .pt + .safetensors twin
+            for sample, path in targets:
+                rel = path.relative_to(report.root)
+                dest = _free_destination(report.root / QUARANTINE_DIR / rel)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(dest)
+                moved.setdefault(sample, []).append(rel.as_posix())
+            index = _index(folder)
+    for sample in sorted(bad):  # a sample found only in missing folders has no file to move, still handled
+        report.quarantined[sample] = sorted(moved.get(sample, []))
+    logger.info(
+        "moved %d sample(s), %d file(s) to %s",
+        len(bad),
+        sum(len(v) for v in moved.values()),
+        report.root / QUARANTINE_DIR,
+    )
+    return {s: report.quarantined[s] for s in sorted(bad)}
+
+
+def write_report(report: VerifyReport, path: Path | None = None) -> Path:
+    """Write the report as JSON (default ``<cache root>/verify_report.json``), atomically."""
+    path = Path(path) if path is not None else report.root / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

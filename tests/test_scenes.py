@@ -1,0 +1,302 @@
+"""Tests for ltx_trainer.data.scenes and `ltx-trainer split-scenes`: real clips, real PySceneDetect, real PyAV."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ltx_trainer.commands.split_scenes import split_scenes
+from ltx_trainer.data.media import probe, read_audio, read_video, write_video
+from ltx_trainer.data.scenes import (
+    Scene,
+    check_detector_params,
+    detect_scenes,
+    format_timecode,
+    parse_length,
+    save_previews,
+    scene_file_name,
+    split_folder,
+    split_video,
+)
+from media_fixtures import clip_frames, make_clip, make_corrupt, make_video_without_audio, scene_frequencies
+
+W, H, N, CUTS = 128, 96, 96, (30, 61)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """96 frames at 24 fps, hard cuts at 30 and 61, stereo audio that changes at the cuts."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "cuts.mp4", N, W, H, cuts=CUTS)
+
+
+def _bounds(scenes: list[Scene]) -> list[tuple[int, int]]:
+    return [(s.start_frame, s.end_frame) for s in scenes]
+
+
+def _peak_hz(signal: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal)), n=1 << 15))
+    return float(np.argmax(spectrum) * sample_rate / (1 << 15))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Detection
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive", "histogram"])
+def test_detectors_find_hard_cuts(cut_clip: Path, detector: str) -> None:
+    scenes = detect_scenes(cut_clip, detector)
+    assert len(scenes) == 3
+    found = [s.start_frame for s in scenes[1:]]
+    assert all(abs(f - c) <= 2 for f, c in zip(found, CUTS, strict=True)), found
+    assert scenes[0].start_frame == 0 and scenes[-1].end_frame == N
+    assert all(a.end_frame == b.start_frame for a, b in itertools.pairwise(scenes))
+    assert scenes[-1].end_seconds == pytest.approx(N / 24)
+
+
+def test_threshold_detector_finds_a_fade_to_black(tmp_path: Path) -> None:
+    frames = clip_frames(96, W, H)
+    frames[40:48] = 0  # eight black frames: fade out, fade in
+    path = tmp_path / "fade.mp4"
+    write_video(path, frames, fps=24, preset="ultrafast")
+    scenes = detect_scenes(path, "threshold")
+    assert len(scenes) == 2
+    assert 40 <= scenes[1].start_frame <= 48
+
+
+def test_clip_without_cut_is_one_scene(tmp_path: Path) -> None:
+    path = make_clip(tmp_path / "still.mp4", 40, W, H)
+    for detector in ("content", "adaptive", "histogram"):
+        scenes = detect_scenes(path, detector)
+        assert _bounds(scenes) == [(0, 40)], detector
+        assert scenes[0].duration == pytest.approx(40 / 24)
+
+
+def test_detector_params_are_checked_and_converted(cut_clip: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) treshold.*allowed: threshold, min_scene_len"):
+        detect_scenes(cut_clip, "content", {"treshold": 20})
+    with pytest.raises(ValueError, match="unknown detector 'sharp'"):
+        detect_scenes(cut_clip, "sharp")
+    # strings from the command line become the types PySceneDetect wants; threshold is adaptive_threshold there
+    assert check_detector_params("adaptive", {"threshold": 2.5}) == {"adaptive_threshold": 2.5}
+    scenes = detect_scenes(cut_clip, "content", {"threshold": "20", "luma_only": "true", "filter_mode": "suppress"})
+    assert len(scenes) == 3
+    scenes = detect_scenes(cut_clip, "adaptive", {"threshold": "2.5", "window_width": "3"})
+    assert len(scenes) == 3
+    with pytest.raises(ValueError, match="luma_only='maybe'"):
+        detect_scenes(cut_clip, "content", {"luma_only": "maybe"})
+    # an impossible threshold finds nothing: still one scene
+    assert _bounds(detect_scenes(cut_clip, "content", {"threshold": 255})) == [(0, N)]
+
+
+def test_min_max_scene_len_and_max_scenes(cut_clip: Path) -> None:
+    # scenes are 30, 31 and 35 frames long
+    assert _bounds(detect_scenes(cut_clip, min_scene_len=31)) == [(30, 61), (61, 96)]
+    assert _bounds(detect_scenes(cut_clip, min_scene_len="1.5s")) == []  # 36 frames: all dropped, none merged
+    assert _bounds(detect_scenes(cut_clip, min_scene_len="00:00:01.250")) == [(0, 30), (30, 61), (61, 96)]
+
+    pieces = detect_scenes(cut_clip, min_scene_len=1, max_scene_len=16)
+    assert _bounds(pieces) == [(0, 16), (16, 30), (30, 46), (46, 61), (61, 77), (77, 93), (93, 96)]
+    # pieces shorter than min_scene_len (the remainders) are dropped
+    assert _bounds(detect_scenes(cut_clip, min_scene_len=15, max_scene_len="16")) == [
+        (0, 16),
+        (30, 46),
+        (46, 61),
+        (61, 77),
+        (77, 93),
+    ]
+    assert _bounds(detect_scenes(cut_clip, max_scenes=2)) == [(0, 30), (30, 61)]
+    with pytest.raises(ValueError, match="max_scene_len"):
+        detect_scenes(cut_clip, min_scene_len=20, max_scene_len=10)
+
+
+def test_skip_start_and_end(cut_clip: Path) -> None:
+    scenes = detect_scenes(cut_clip, skip_start=10, skip_end="0.5s")  # 10 frames, 12 frames
+    assert _bounds(scenes) == [(10, 30), (30, 61), (61, 84)]
+    scenes = detect_scenes(cut_clip, skip_start=1.5, min_scene_len=1)  # 36 frames: the first two scenes are gone
+    assert _bounds(scenes) == [(36, 61), (61, 96)]
+    assert detect_scenes(cut_clip, skip_start="3s", skip_end="2s") == []
+
+
+def test_lengths_and_timecodes() -> None:
+    assert parse_length(48, 24.0) == 48
+    assert parse_length("48", 24.0) == 48
+    assert parse_length("48f", 24.0) == 48
+    assert parse_length(2.0, 24.0) == 48
+    assert parse_length("2s", 24.0) == 48
+    assert parse_length("2.5", 24.0) == 60
+    assert parse_length("00:00:02.000", 24.0) == 48
+    assert parse_length("01:02.5", 10.0) == 625
+    assert parse_length("1:00:00", 1.0) == 3600
+    for bad in ("2x", "-3", "00:61:00", "", True):
+        with pytest.raises(ValueError):
+            parse_length(bad, 24.0)
+
+    assert format_timecode(36, 24.0, "frames") == "36"
+    assert format_timecode(36, 24.0, "seconds") == "1.500"
+    assert format_timecode(36, 24.0, "timecode") == "00:00:01.500"
+    assert format_timecode(90_061 * 24 + 12, 24.0, "timecode") == "25:01:01.500"
+    assert format_timecode(1001, 30000 / 1001, "timecode") == "00:00:33.400"
+    with pytest.raises(ValueError, match="timecode_format"):
+        format_timecode(1, 24.0, "smpte")  # type: ignore[arg-type]
+
+    scene = Scene(30, 61, 24.0)
+    assert scene.timecodes("seconds") == ("1.250", "2.542")
+    assert scene_file_name("clip", 2, scene) == "clip-Scene-002"
+    assert scene_file_name("clip", 2, scene, "timecode") == "clip-Scene-002_00-00-01.250_00-00-02.542"
+    with pytest.raises(ValueError):
+        Scene(5, 5, 24.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Splitting
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_split_video_is_frame_exact_and_keeps_audio(cut_clip: Path, tmp_path: Path) -> None:
+    scenes = detect_scenes(cut_clip)
+    clips = split_video(cut_clip, scenes, tmp_path / "out")
+    assert [c.name for c in clips] == ["cuts-Scene-001.mp4", "cuts-Scene-002.mp4", "cuts-Scene-003.mp4"]
+    source, _ = read_video(cut_clip)
+    source = source.numpy().astype(np.float32)
+    for number, (scene, clip) in enumerate(zip(scenes, clips, strict=True)):
+        info = probe(clip, count_frames=True)
+        assert abs(info.num_frames - scene.num_frames) <= 1
+        assert info.fps == pytest.approx(24.0)
+        assert (info.width, info.height) == (W, H)
+        # every frame of the clip is the matching frame of the source (re-encoding changes pixels a little)
+        frames, _ = read_video(clip)
+        for j, frame in enumerate(frames.numpy().astype(np.float32)):
+            nearest = int(np.abs(source - frame).mean(axis=(1, 2, 3)).argmin())
+            assert nearest == scene.start_frame + j
+        # the audio is there, as long as the scene (within one AAC frame), and is the scene's own tone
+        assert info.has_audio and info.audio_channels == 2
+        audio, rate = read_audio(clip)
+        assert abs(audio.shape[1] / rate - scene.duration) < 0.03
+        expected = scene_frequencies(number, 2)
+        for channel in range(2):
+            for part in (audio[channel, :2048], audio[channel, -2048:]):
+                assert _peak_hz(part.numpy(), rate) == pytest.approx(expected[channel], rel=0.02)
+
+
+def test_split_video_without_audio_and_overlapping_scenes(tmp_path: Path) -> None:
+    path = make_video_without_audio(tmp_path / "mute.mp4", num_frames=40, width=W, height=H)
+    scenes = [Scene(0, 25, 24.0), Scene(10, 40, 24.0)]
+    clips = split_video(path, scenes, tmp_path / "out", name="m", timecodes_in_name="frames")
+    assert [c.name for c in clips] == ["m-Scene-001_0_25.mp4", "m-Scene-002_10_40.mp4"]
+    for scene, clip in zip(scenes, clips, strict=True):
+        info = probe(clip, count_frames=True)
+        assert info.num_frames == scene.num_frames and not info.has_audio
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
+
+
+def test_previews_first_middle_last_upright(tmp_path: Path) -> None:
+    path = make_clip(tmp_path / "turned.mp4", 40, W, H, rotation=90)
+    previews = save_previews(path, [Scene(0, 20, 24.0), Scene(20, 40, 24.0)], tmp_path / "p", image_format="png")
+    assert [[p.name for p in scene] for scene in previews] == [
+        ["turned-Scene-001-01.png", "turned-Scene-001-02.png", "turned-Scene-001-03.png"],
+        ["turned-Scene-002-01.png", "turned-Scene-002-02.png", "turned-Scene-002-03.png"],
+    ]
+    first, _ = read_video(previews[0][0])
+    assert first.shape == (1, W, H, 3)  # displayed upright: a 90-degree turn swaps width and height
+    expected = np.rot90(clip_frames(40, W, H)[0], k=1)
+    assert np.abs(first[0].numpy().astype(np.float32) - expected).mean() < 6
+    clips = split_video(path, [Scene(0, 20, 24.0)], tmp_path / "c")
+    assert probe(clips[0]).width == H  # the clip keeps the display rotation
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Folders, report, command
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_split_folder_skips_a_corrupt_input_and_reports(cut_clip: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    make_clip(inputs / "a.mp4", 48, W, H, cuts=[24], seed=1)
+    make_clip(inputs / "sub" / "a.mp4", 40, W, H, seed=2)  # same stem in a sub-folder
+    make_corrupt(inputs / "broken.mp4")
+    (inputs / "notes.txt").write_text("not a video")
+    out = tmp_path / "out"
+
+    summary = split_folder(inputs, out, timecode_format="timecode", show_progress=False)
+
+    assert [r.path.name for r in summary.results] == ["a.mp4", "broken.mp4", "a.mp4"]
+    assert [r.name for r in summary.results] == ["a", "broken", "a-2"]
+    assert len(summary.succeeded) == 2 and len(summary.failed) == 1
+    broken = summary.failed[0]
+    assert broken.path.name == "broken.mp4" and "cannot open" in (broken.error or "")
+    assert [len(r.scenes) for r in summary.succeeded] == [2, 1]
+    assert sorted(p.name for p in summary.clips) == ["a-2-Scene-001.mp4", "a-Scene-001.mp4", "a-Scene-002.mp4"]
+    assert all(p.parent == out for p in summary.clips)
+
+    html = summary.report.read_text()
+    assert "broken.mp4" in html and "cannot open" in html
+    for result in summary.succeeded:
+        for k, scene in enumerate(result.scenes):
+            assert f'id="{result.name}-scene-{k + 1}"' in html
+            start, end = scene.timecodes("timecode")
+            assert f"<td>{start}</td><td>{end}</td>" in html
+            assert result.clips[k] is not None and f'href="{result.clips[k].name}"' in html
+            assert len(result.previews[k]) == 3
+            for image in result.previews[k]:
+                assert image.is_file() and f'src=".previews/{image.name}"' in html
+
+    data = json.loads(summary.scene_list.read_text())
+    assert [e["error"] is None for e in data["inputs"]] == [True, False, True]
+    assert data["inputs"][0]["scenes"][1]["start"] == "00:00:01.000"
+    assert data["inputs"][0]["scenes"][1]["clip"] == "a-Scene-002.mp4"
+
+    # detect-only: report and previews, no clips
+    summary = split_folder([cut_clip], tmp_path / "detect", split=False, show_progress=False)
+    assert summary.clips == [] and not list((tmp_path / "detect").glob("*.mp4"))
+    assert len(summary.results[0].previews) == 3
+
+    with pytest.raises(ValueError, match="unknown parameter"):
+        split_folder(inputs, out, detector_params={"nope": 1}, show_progress=False)
+    with pytest.raises(ValueError, match="skip_end"):
+        split_folder(inputs, out, skip_end="soon", show_progress=False)
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command("split-scenes")(split_scenes)
+
+    @app.callback()
+    def main() -> None:
+        """Test app."""
+
+    return app
+
+
+def test_split_scenes_command(cut_clip: Path, tmp_path: Path) -> None:
+    broken = make_corrupt(tmp_path / "broken.mp4")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    args = ["split-scenes", str(cut_clip), str(broken), "-o", str(out), "--no-progress"]
+    result = runner.invoke(_cli(), [*args, "--detector", "adaptive", "--threshold", "2.5", "--max-scene-len", "1s"])
+    assert result.exit_code == 0, result.output
+    clips = sorted(p.name for p in out.glob("*.mp4"))
+    assert clips == [f"cuts-Scene-{k:03d}.mp4" for k in range(1, 4)]  # 24 + 6, 24 + 7, 24 + 11 (remainders dropped)
+    assert "broken.mp4" in (out / "scenes.html").read_text()
+
+    options = ["--no-progress", "--no-preview", "--timecode-format", "seconds", "--timecode-in-name"]
+    options += ["-p", "luma_only=true", "--skip-start", "00:00:01.250", "--max-scenes", "1"]
+    result = runner.invoke(_cli(), [*args[:2], "-o", str(tmp_path / "o2"), *options])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "o2").glob("*.mp4")] == ["cuts-Scene-001_1.250_2.542.mp4"]
+    assert not (tmp_path / "o2" / ".previews").exists()
+
+    result = runner.invoke(_cli(), ["split-scenes", str(broken), "-o", str(tmp_path / "o3"), "--no-progress"])
+    assert result.exit_code == 1  # nothing succeeded
+
+    result = runner.invoke(_cli(), [*args, "-p", "lumaonly=1"])
+    assert result.exit_code == 2 and "luma_only" in result.output  # the message lists the allowed names
+    result = runner.invoke(_cli(), [*args, "--min-scene-len", "2 seconds"])
+    assert result.exit_code == 2 and "min_scene_len" in result.output
