@@ -8,6 +8,14 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
+from ltx_trainer.commands.caption import caption
+from ltx_trainer.commands.compute_reference import compute_reference
+from ltx_trainer.commands.decode import decode
+from ltx_trainer.commands.preprocess import preprocess
+from ltx_trainer.commands.sample import sample
+from ltx_trainer.commands.split_scenes import split_scenes
+from ltx_trainer.commands.verify import verify
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
@@ -147,6 +155,16 @@ def bench(
     console.print(TABLE_HEADER)
     console.print(markdown_row(result))
     console.print(f"saved {save_result(result, out)}")
+
+
+# Verbs whose implementations live in ltx_trainer.commands (they import their heavy dependencies lazily).
+app.command("split-scenes")(split_scenes)
+app.command("caption")(caption)
+app.command("preprocess")(preprocess)
+app.command("verify")(verify)
+app.command("decode")(decode)
+app.command("compute-reference")(compute_reference)
+app.command("sample")(sample)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ def build_module(cls: type[nn.Module], config: dict, sd: StateDict, source: str,
     return module.eval().requires_grad_(False)
 
 
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 def vocoder_class(config: dict) -> type[nn.Module]:
     """The BWE vocoder (LTX-2.3, 48 kHz) has a bandwidth-extension stage; LTX-2.0's is plain (24 kHz)."""
     return LTX2VocoderWithBWE if "bwe" in config or "bwe_in_channels" in config else LTX2Vocoder
@@ -229,17 +233,17 @@ class LTX2Model:
             vae.enable_tiling()
         else:
             vae.disable_tiling()
-        return ltx2_video_vae.encode(vae, pixels.to(self.dtype))
+        return ltx2_video_vae.encode(vae, pixels.to(_device(vae), self.dtype))
 
     def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
-        return ltx2_video_vae.decode(self.video_vae, latents.to(self.dtype))
+        return ltx2_video_vae.decode(self.video_vae, latents.to(_device(self.video_vae), self.dtype))
 
     def encode_audio(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         mel = ltx2_audio.waveform_to_mel(waveform.float(), sample_rate)
-        return ltx2_audio.encode_audio(self.audio_vae, mel.to(self.dtype))
+        return ltx2_audio.encode_audio(self.audio_vae, mel.to(_device(self.audio_vae), self.dtype))
 
     def decode_audio(self, latents: torch.Tensor) -> tuple[torch.Tensor, int]:
-        mel = ltx2_audio.decode_audio(self.audio_vae, latents.to(self.dtype))
+        mel = ltx2_audio.decode_audio(self.audio_vae, latents.to(_device(self.audio_vae), self.dtype))
         return ltx2_audio.vocode(self.vocoder, mel)
 
     @torch.no_grad()
@@ -248,10 +252,17 @@ class LTX2Model:
         tokens = tokenizer(
             prompts, padding="max_length", max_length=self.spec.text_max_length, truncation=True, return_tensors="pt"
         )
-        out = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, output_hidden_states=True)
+        device = _device(model)  # the encoder may sit on a GPU (preprocessing a real 12B Gemma)
+        out = model(
+            input_ids=tokens.input_ids.to(device),
+            attention_mask=tokens.attention_mask.to(device),
+            output_hidden_states=True,
+        )
         stack = torch.stack(out.hidden_states, dim=-1)  # [B, L, H, layers + 1]
-        video, audio = ltx2_text.text_features(self.connectors, stack.to(self.dtype), tokens.attention_mask)
-        return TextFeatures(video=video, audio=audio, mask=tokens.attention_mask)
+        connectors_device = _device(self.connectors)
+        mask = tokens.attention_mask.to(connectors_device)
+        video, audio = ltx2_text.text_features(self.connectors, stack.to(connectors_device, self.dtype), mask)
+        return TextFeatures(video=video, audio=audio, mask=mask)
 
     def text_context(self, features: TextFeatures) -> TextContext:
         video, audio, mask = ltx2_text.text_context(self.connectors, features.video, features.audio, features.mask)

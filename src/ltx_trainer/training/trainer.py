@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ltx_trainer import logger
 from ltx_trainer.config import LtxTrainerConfig, dump_config
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
+from ltx_trainer.data.fingerprint import check_cache_fingerprint
 from ltx_trainer.integrations.report import write_report
 from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
@@ -136,6 +137,10 @@ class Trainer:
     def _setup_data(self) -> None:
         cfg = self.config
         self.dataset = PrecomputedDataset(cfg.data.preprocessed_data_root, self.strategy.sources())
+        # A cache built by another model version trains silently wrong: refuse it, saying how to rebuild.
+        problems = check_cache_fingerprint(cfg.data.preprocessed_data_root, self.model, list(self.strategy.sources()))
+        if problems:
+            raise ValueError("the cache does not match the configured model:\n  " + "\n  ".join(problems))
         self.batch_sampler = BucketBatchSampler(
             [self.dataset.shape_key(i) for i in range(len(self.dataset))],
             cfg.optimization.batch_size,
@@ -325,6 +330,7 @@ class Trainer:
                 {
                     "ltx_trainer_base_family": self.model.spec.family,
                     "ltx_trainer_base_version": self.model.spec.version,
+                    **self.strategy.metadata(),  # IC-LoRA reference scale factors, read by samplers
                 },
             )
             checkpoints.atomic_save_safetensors(tensors, path, metadata)
