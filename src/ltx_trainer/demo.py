@@ -1,8 +1,8 @@
 """``ltx-trainer demo``: the whole path on tiny models, no downloads, a few minutes on a laptop CPU.
 
-tiny LTX-2 model (single file + Gemma) -> synthetic clips with motion, hard cuts and stereo audio -> precomputed
-latents / audio latents / text features -> LoRA training (joint audio+video, first-frame conditioning) -> a sample
-mp4 with audio from the trained LoRA -> HTML report with the loss curve.
+raw synthetic footage (motion, hard cuts, stereo audio) -> ``split-scenes`` -> ``caption`` (template captioner)
+-> ``preprocess`` (video latents, audio latents, text features) -> LoRA training on a tiny LTX-2 model (joint audio
++ video, first-frame conditioning) -> a sample mp4 with audio from the trained LoRA -> HTML report with the loss curve.
 """
 
 import time
@@ -14,8 +14,10 @@ import torch
 
 from ltx_trainer import logger
 from ltx_trainer.config import dump_config, parse_config
+from ltx_trainer.data.captioning import TemplateCaptioner, caption_dataset
 from ltx_trainer.data.media import write_video
-from ltx_trainer.data.preprocess import Bucket, Item, precompute
+from ltx_trainer.data.preprocess import Bucket, PreprocessOptions, preprocess_dataset
+from ltx_trainer.data.scenes import split_folder
 from ltx_trainer.integrations.report import write_report
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.tiny import write_tiny_ltx2
@@ -23,74 +25,45 @@ from ltx_trainer.sampling.sampler import SampleSpec, generate, save_sample
 from ltx_trainer.training.trainer import Trainer
 
 WIDTH, HEIGHT, FRAMES, FPS = 96, 64, 17, 24.0
-CAPTIONS = [
-    "A red square slides left to right over a dark floor, then the scene cuts to a blue room. A low hum.",
-    "A yellow ball bounces in a green box while a bright tone plays.",
-    "Stripes drift upward, the camera cuts to a close-up; a soft chord rings.",
-    "A white dot circles a grey field, the lights change at a hard cut, wind noise.",
-]
+SCENE_FRAMES = 20  # each raw video holds three 20-frame shots separated by hard cuts
+TRIGGER = "tinystyle"
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"]
+LORA_TARGETS += ["audio_ff.net.0.proj", "audio_ff.net.2"]
 
 
-def synthetic_clip(path: Path, seed: int, cut: int, seconds_of_audio: float) -> Path:
-    """A moving square on a striped background, a hard cut at ``cut`` (new palette), stereo tones that change too."""
+def synthetic_footage(path: Path, seed: int, scenes: int = 3) -> Path:
+    """A moving square on drifting stripes; every shot has a new palette and new stereo tones (hard cuts)."""
     rng = np.random.default_rng(seed)
-    palettes = rng.integers(0, 255, size=(2, 3, 3))
-    frames = np.zeros((FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
-    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
-    for t in range(FRAMES):
-        bg, fg, stripe = palettes[int(t >= cut)]
-        frame = np.where(((xs + ys + 3 * t) // 8 % 2 == 0)[..., None], bg, stripe)
-        x0 = (t * 4 + seed * 13) % (WIDTH - 16)
-        frame[20:36, x0 : x0 + 16] = fg
+    palettes = rng.integers(0, 255, size=(scenes, 3, 3))
+    total = scenes * SCENE_FRAMES
+    height, width = 2 * HEIGHT, 2 * WIDTH  # raw footage is larger than the training bucket: preprocess resizes
+    ys, xs = np.mgrid[0:height, 0:width]
+    frames = np.zeros((total, height, width, 3), dtype=np.uint8)
+    for t in range(total):
+        bg, fg, stripe = palettes[t // SCENE_FRAMES]
+        frame = np.where(((xs + ys + 3 * t) // 12 % 2 == 0)[..., None], bg, stripe)
+        x0 = (t * 6 + seed * 13) % (width - 32)
+        frame[40:72, x0 : x0 + 32] = fg
         frames[t] = frame
     rate = 44100
-    time_axis = np.arange(int(seconds_of_audio * rate)) / rate
-    cut_time = cut / FPS
-    left = np.where(
-        time_axis < cut_time, np.sin(2 * np.pi * (220 + 40 * seed) * time_axis), np.sin(2 * np.pi * 330 * time_axis)
-    )
-    right = np.sin(2 * np.pi * (440 + 20 * seed) * time_axis)
+    time_axis = np.arange(int(total / FPS * rate)) / rate
+    shot = np.minimum((time_axis * FPS // SCENE_FRAMES).astype(int), scenes - 1)
+    left = np.sin(2 * np.pi * (220 + 110 * shot + 20 * seed) * time_axis)
+    right = np.sin(2 * np.pi * (330 + 55 * shot) * time_axis)
     audio = torch.from_numpy(0.3 * np.stack([left, right])).float()
     write_video(path, torch.from_numpy(frames), FPS, audio=audio, audio_sample_rate=rate)
     return path
 
 
-def run_demo(out_dir: Path = Path("outputs/demo"), steps: int = 200) -> dict[str, Path]:
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    logger.info("demo: writing a tiny LTX-2 model and synthetic clips to %s", out_dir)
-    model_paths = write_tiny_ltx2(out_dir / "model", version="2.0", seed=0)
-    clips = [
-        synthetic_clip(out_dir / "clips" / f"clip_{i}.mp4", seed=i, cut=6 + 2 * i, seconds_of_audio=FRAMES / FPS)
-        for i in range(len(CAPTIONS))
-    ]
-    model = load_model(model_paths["single_file"], model_paths["gemma"])
-    data_root = out_dir / "data"
-    items = [Item(clip, caption, clip.stem) for clip, caption in zip(clips, CAPTIONS, strict=True)]
-    precompute(model, items, data_root / ".precomputed", Bucket(WIDTH, HEIGHT, FRAMES))
-    logger.info("demo: precomputed %d samples (video latents, audio latents, text features)", len(items))
-
-    config = parse_config(
+def demo_config(model_paths: dict[str, Path], data_root: Path, output_dir: Path, steps: int):
+    return parse_config(
         {
             "model": {
                 "model_path": str(model_paths["single_file"]),
                 "text_encoder_path": str(model_paths["gemma"]),
                 "training_mode": "lora",
             },
-            "lora": {
-                "rank": 8,
-                "alpha": 8,
-                "target_modules": [
-                    "to_q",
-                    "to_k",
-                    "to_v",
-                    "to_out.0",
-                    "ff.net.0.proj",
-                    "ff.net.2",
-                    "audio_ff.net.0.proj",
-                    "audio_ff.net.2",
-                ],
-            },
+            "lora": {"rank": 8, "alpha": 8, "target_modules": LORA_TARGETS},
             "training_strategy": {
                 "name": "flexible",
                 "video": {
@@ -114,33 +87,56 @@ def run_demo(out_dir: Path = Path("outputs/demo"), steps: int = 200) -> dict[str
             "validation": {"interval": None},
             "flow_matching": {"timestep_sampling_mode": "uniform", "timestep_sampling_params": {"min_value": 0.05}},
             "seed": 0,
-            "output_dir": str(out_dir / "run"),
+            "output_dir": str(output_dir),
         },
         source="demo",
     )
+
+
+def run_demo(out_dir: Path = Path("outputs/demo"), steps: int = 200) -> dict[str, Path]:
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    logger.info("demo: writing a tiny LTX-2 model and synthetic footage to %s", out_dir)
+    model_paths = write_tiny_ltx2(out_dir / "model", version="2.0", seed=0)
+    raw = [synthetic_footage(out_dir / "raw" / f"footage_{i}.mp4", seed=i) for i in range(2)]
+
+    clips_dir = out_dir / "clips"
+    split = split_folder(raw, clips_dir, min_scene_len=FRAMES, show_progress=False)
+    logger.info("demo: split-scenes cut %d videos into %d clips (report %s)", len(raw), len(split.clips), split.report)
+    captions = caption_dataset(clips_dir, TemplateCaptioner(), fmt="txt", trigger=TRIGGER, progress=False)
+    logger.info("demo: captioned %d clips with the template captioner", captions.captioned)
+
+    model = load_model(model_paths["single_file"], model_paths["gemma"])
+    options = PreprocessOptions(buckets=[Bucket(WIDTH, HEIGHT, FRAMES)], progress=False)
+    prepared = preprocess_dataset(clips_dir, model, options)
+    logger.info("demo: preprocessed %d samples (video latents, audio latents, text features)", len(prepared.written))
+
+    run_dir = out_dir / "run"
+    config = demo_config(model_paths, clips_dir, run_dir, steps)
     trainer = Trainer(config)
     trainer.setup()
     result = trainer.train()
     first, last = np.mean(result.losses[:20]), np.mean(result.losses[-20:])
     logger.info("demo: loss %.4f -> %.4f (mean of the first and last 20 steps)", first, last)
 
-    # Sample with the trained LoRA still in memory: the same prompt as clip 0.
+    # Sample with the trained LoRA still in memory, prompted with the first clip's caption.
+    prompt_text = sorted(clips_dir.glob("*.txt"))[0].read_text().strip()
     trainer.model.transformer.eval()
-    prompt = model.encode_text([CAPTIONS[0]])
-    negative = model.encode_text([""])
     spec = SampleSpec(
         width=WIDTH, height=HEIGHT, frames=FRAMES, fps=FPS, steps=12, seed=1, video_cfg=2.0, audio_cfg=2.0
     )
-    sample = generate(trainer.model, prompt, negative, spec)
-    sample_path = save_sample(trainer.model, sample, out_dir / "run" / "samples" / "demo_sample", FPS)
+    sample = generate(trainer.model, model.encode_text([prompt_text]), model.encode_text([""]), spec)
+    sample_path = save_sample(trainer.model, sample, run_dir / "samples" / "demo_sample", FPS)
     elapsed = time.perf_counter() - started
     report = write_report(
-        out_dir / "run",
+        run_dir,
         "ltx-trainer demo",
         dump_config(config),
         [sample_path],
         {
             "model": "tiny LTX-2 (2.0)",
+            "clips from split-scenes": len(split.clips),
+            "prompt": prompt_text,
             "steps": result.steps,
             "loss first 20 steps": f"{first:.4f}",
             "loss last 20 steps": f"{last:.4f}",
@@ -150,5 +146,5 @@ def run_demo(out_dir: Path = Path("outputs/demo"), steps: int = 200) -> dict[str
     )
     with av.open(str(sample_path)) as container:
         streams = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams)
-    logger.info("demo: sample %s (%s)", sample_path, streams)
-    return {"lora": result.weights, "sample": sample_path, "report": report, "loss_curve": out_dir / "run" / "loss.png"}
+    logger.info("demo: sample %s (%s) after %.0f s", sample_path, streams, elapsed)
+    return {"lora": result.weights, "sample": sample_path, "report": report, "loss_curve": run_dir / "loss.png"}
