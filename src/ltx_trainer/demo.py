@@ -33,8 +33,15 @@ LORA_TARGETS += ["audio_ff.net.0.proj", "audio_ff.net.2"]
 
 def synthetic_footage(path: Path, seed: int, scenes: int = 3) -> Path:
     """A moving square on drifting stripes; every shot has a new palette and new stereo tones (hard cuts)."""
-    rng = np.random.default_rng(seed)
-    palettes = rng.integers(0, 255, size=(scenes, 3, 3))
+    # (background, square, stripe) per shot: red, blue, green worlds, so every cut is a clear content change
+    base = np.array(
+        [
+            [[170, 30, 30], [250, 240, 60], [90, 10, 10]],
+            [[30, 40, 180], [60, 240, 250], [10, 10, 90]],
+            [[30, 160, 40], [250, 60, 240], [10, 80, 10]],
+        ]
+    )
+    palettes = np.roll(base, seed, axis=0)[:scenes]
     total = scenes * SCENE_FRAMES
     height, width = 2 * HEIGHT, 2 * WIDTH  # raw footage is larger than the training bucket: preprocess resizes
     ys, xs = np.mgrid[0:height, 0:width]
@@ -101,7 +108,7 @@ def run_demo(out_dir: Path = Path("outputs/demo"), steps: int = 200) -> dict[str
     raw = [synthetic_footage(out_dir / "raw" / f"footage_{i}.mp4", seed=i) for i in range(2)]
 
     clips_dir = out_dir / "clips"
-    split = split_folder(raw, clips_dir, min_scene_len=FRAMES, show_progress=False)
+    split = split_folder(raw, clips_dir, detector="histogram", min_scene_len=FRAMES, show_progress=False)
     logger.info("demo: split-scenes cut %d videos into %d clips (report %s)", len(raw), len(split.clips), split.report)
     captions = caption_dataset(clips_dir, TemplateCaptioner(), fmt="txt", trigger=TRIGGER, progress=False)
     logger.info("demo: captioned %d clips with the template captioner", captions.captioned)
