@@ -94,6 +94,17 @@ class Trainer:
         mixed = cfg.acceleration.mixed_precision_mode or "no"
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
+        for key, value in (
+            ("quantization", cfg.acceleration.quantization),
+            ("load_text_encoder_in_8bit", cfg.acceleration.load_text_encoder_in_8bit),
+        ):
+            if value:
+                logger.warning(
+                    "acceleration.%s: %r is not applied yet (memory tiers are pending); the base model "
+                    "trains unquantized and needs its full bf16 memory",
+                    key,
+                    value,
+                )
         self.device = self.accelerator.device
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
