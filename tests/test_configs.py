@@ -91,8 +91,51 @@ def mode_data(tiny_ltx2, tmp_path_factory) -> tuple[Path, Path, Path]:
     return paths["single_file"], paths["gemma"], root
 
 
+VALIDATION_DIMS = [64, 64, 25]  # smaller than the 64x64x49 training clips: validation need not match training
+
+
+@pytest.fixture(scope="session")
+def validation_media(tmp_path_factory) -> dict[str, Path]:
+    """Stand-ins for the media the shipped configs' validation conditions name (placeholders like /path/to/x)."""
+    import numpy as np
+    from PIL import Image
+
+    from media_fixtures import make_clip, make_image, make_wav
+
+    folder = tmp_path_factory.mktemp("validation-media")
+    clip = folder / "clip.mp4"
+    make_clip(clip, 25, 64, 64, fps=24, cuts=[12])
+    image = folder / "frame.png"
+    make_image(image, 64, 64)
+    wav = folder / "sound.wav"
+    make_wav(wav, 2.0, 44100, 2)
+    video_mask = folder / "video_mask.png"
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[:, :32] = 255  # keep the left half
+    Image.fromarray(mask).save(video_mask)
+    audio_mask = folder / "audio_mask.npy"
+    np.save(audio_mask, (np.arange(26) < 13).astype(np.float32))
+    return {"image": image, "video": clip, "audio": wav, "video_mask": video_mask, "audio_mask": audio_mask}
+
+
+def with_test_media(condition: dict, media: dict[str, Path]) -> dict:
+    """A validation condition pointing at the test media, sized for ``VALIDATION_DIMS``."""
+    condition = dict(condition)
+    if "image_or_video" in condition:
+        condition["image_or_video"] = str(media["image"])
+    if condition.get("video"):
+        condition["video"] = str(media["video"])
+    if condition.get("audio"):
+        condition["audio"] = str(media["audio"])
+    if "mask" in condition:
+        condition["mask"] = str(media["video_mask" if condition.get("video") else "audio_mask"])
+    if "spatial_region" in condition:
+        condition["spatial_region"] = [0, 0, 64, 32]
+    return condition
+
+
 def on_tiny_model(data: dict, model: Path, gemma: Path, root: Path, out: Path, source: str) -> LtxTrainerConfig:
-    """The config with the tiny model, the test data, 2 steps, no validation; CPU-only switches turned off."""
+    """The config with the tiny model, the test data, 2 steps, no validation (callers add it); CPU-only switches off."""
     data = {**data, "output_dir": str(out)}
     data["model"] = {**data["model"], "model_path": str(model), "text_encoder_path": str(gemma)}
     data["data"] = {"preprocessed_data_root": str(root), "num_dataloader_workers": 0}
@@ -115,11 +158,24 @@ def test_every_config_loads_and_is_a_tested_mode():
 
 
 @pytest.mark.parametrize("name", sorted(MODES))
-def test_each_mode_trains_two_steps(mode_data, tmp_path, name):
+def test_each_mode_trains_two_steps_and_validates(mode_data, validation_media, tmp_path, name):
     model, gemma, root = mode_data
     mode = MODES[name]
     cfg = on_tiny_model(shipped(name), model, gemma, root, tmp_path, name)
-    assert [p for p in check_paths(cfg) if not p.startswith("validation.")] == []  # validation media are placeholders
+    first = cfg.validation.samples[0].model_dump(mode="json")  # legacy forms are already migrated to samples
+    first["conditions"] = [with_test_media(c, validation_media) for c in first["conditions"]]
+    first["video_dims"] = None
+    validation = {
+        **cfg.validation.model_dump(mode="json"),
+        "samples": [first],
+        "video_dims": VALIDATION_DIMS,
+        "inference_steps": 2,
+        "interval": 2,
+        "skip_initial_validation": True,
+        "stg_blocks": [1],
+    }
+    cfg = cfg.model_copy(update={"validation": type(cfg.validation).model_validate(validation)})
+    assert check_paths(cfg) == []
     trainer = Trainer(cfg)
     trainer.setup()
     assert trainer.strategy.metadata() == mode.metadata
@@ -143,6 +199,9 @@ def test_each_mode_trains_two_steps(mode_data, tmp_path, name):
         mode.generated
     )
     assert result.weights is not None and result.weights.is_file()
+    samples = sorted((tmp_path / "samples").glob("step_000002_*.*"))
+    assert samples, "validation wrote no sample"
+    assert all(sample.stat().st_size > 0 for sample in samples)
 
 
 def test_legacy_video_to_video_trains_with_its_reference(mode_data, tmp_path):
