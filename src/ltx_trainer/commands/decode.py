@@ -110,7 +110,7 @@ def decode(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ltx_trainer.data.cache import CacheError
-    from ltx_trainer.data.dataset import _index, precomputed_root
+    from ltx_trainer.data.dataset import index_cache_folder, precomputed_root
     from ltx_trainer.models.errors import ModelLoadError
     from ltx_trainer.models.families import load_model
 
@@ -147,8 +147,8 @@ def decode(
     else:
         root = precomputed_root(path)
         out_dir = out or root / DECODED_DIR
-        video_index = _index(root / latents_dir) if (root / latents_dir).is_dir() else {}
-        audio_index = _index(root / audio_latents_dir) if (root / audio_latents_dir).is_dir() else {}
+        video_index = index_cache_folder(root / latents_dir) if (root / latents_dir).is_dir() else {}
+        audio_index = index_cache_folder(root / audio_latents_dir) if (root / audio_latents_dir).is_dir() else {}
         samples = sorted(set(video_index) | (set(audio_index) if audio else set()))
         if not samples:
             fail(f"{root}: no latents in {latents_dir}/ or {audio_latents_dir}/")
@@ -156,7 +156,7 @@ def decode(
             jobs.append((video_index.get(sample), audio_index.get(sample) if audio else None, out_dir / sample))
         if references and (root / reference_dir).is_dir():
             ref_dir = (out.parent / DECODED_REFERENCE_DIR) if out is not None else root / DECODED_REFERENCE_DIR
-            for sample, file in sorted(_index(root / reference_dir).items())[:limit]:
+            for sample, file in sorted(index_cache_folder(root / reference_dir).items())[:limit]:
                 jobs.append((file, None, ref_dir / sample))
 
     written, failed = [], []

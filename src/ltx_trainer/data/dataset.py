@@ -23,7 +23,7 @@ def precomputed_root(data_root: str | Path) -> Path:
     return root / ".precomputed" if (root / ".precomputed").is_dir() else root
 
 
-def _index(folder: Path) -> dict[str, Path]:
+def index_cache_folder(folder: Path) -> dict[str, Path]:
     """Relative sample id (path without suffix) -> file, for every cache file under ``folder``."""
     found: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
@@ -76,7 +76,7 @@ class PrecomputedDataset(Dataset):
                     f"{path}: source folder missing (needed by the training strategy); run preprocessing or fix "
                     "training_strategy's *_dir / latents_dir keys"
                 )
-            indexes[folder] = _index(path)
+            indexes[folder] = index_cache_folder(path)
         ids = set.union(*(set(ix) for ix in indexes.values()))
         complete = sorted(i for i in ids if all(i in ix for ix in indexes.values()))
         incomplete = {folder: sorted(ids - set(ix)) for folder, ix in indexes.items() if ids - set(ix)}

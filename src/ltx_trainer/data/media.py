@@ -124,7 +124,7 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _open_input(path: Path) -> av.container.InputContainer:
+def open_input(path: Path) -> av.container.InputContainer:
     """Open ``path`` for reading, turning every failure into a :class:`MediaError`."""
     if not path.exists():
         raise MediaError(path, "file does not exist")
@@ -136,7 +136,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise MediaError(path, f"cannot open as media ({type(e).__name__}: {e.strerror or e})") from e
 
 
-def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
     """The first real video stream (cover art attached to audio files does not count), or ``None``."""
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
@@ -177,7 +177,7 @@ def _container_duration(container: av.container.InputContainer, stream: av.strea
 
 def _expected_num_frames(container: av.container.InputContainer) -> int:
     """Frame count of the first video stream from the header, else ``round(duration * fps)``, else 0."""
-    stream = _video_stream(container)
+    stream = video_stream(container)
     if stream is None:
         return 0
     if stream.frames and stream.frames > 0:
@@ -212,8 +212,8 @@ def probe(path: str | os.PathLike[str], count_frames: bool = False) -> MediaInfo
     path = Path(path)
     if is_image_file(path):
         return _probe_image(path)
-    with _open_input(path) as container:
-        video = _video_stream(container)
+    with open_input(path) as container:
+        video = video_stream(container)
         audio = container.streams.audio[0] if container.streams.audio else None
         width = height = num_frames = 0
         fps = 0.0
@@ -243,7 +243,7 @@ def _first_frame_quarter_turns(container: av.container.InputContainer, stream: a
     try:
         for count, packet in enumerate(container.demux(stream)):
             for frame in packet.decode():
-                return _quarter_turns(frame)
+                return quarter_turns(frame)
             if count > 64:
                 break
     except av.error.FFmpegError:
@@ -252,10 +252,10 @@ def _first_frame_quarter_turns(container: av.container.InputContainer, stream: a
 
 
 def _count_video_frames(path: Path) -> int:
-    with _open_input(path) as container:
-        if _video_stream(container) is None:
+    with open_input(path) as container:
+        if video_stream(container) is None:
             return 0
-        return sum(1 for _ in _decode_video_frames(container, path))
+        return sum(1 for _ in decode_video_frames(container, path))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -317,9 +317,9 @@ def _decode_stream(
             report.bad_packet(e)
 
 
-def _decode_video_frames(container: av.container.InputContainer, path: Path) -> Iterator[av.video.frame.VideoFrame]:
+def decode_video_frames(container: av.container.InputContainer, path: Path) -> Iterator[av.video.frame.VideoFrame]:
     """Yield every decodable frame of the first video stream of an open container, logging problems once."""
-    stream = _video_stream(container)
+    stream = video_stream(container)
     if stream is None:
         raise MediaError(path, "no video stream")
     stream.thread_type = "AUTO"
@@ -348,7 +348,7 @@ def _read_image_as_video(path: Path, max_frames: int | None, start_frame: int, f
     return torch.from_numpy(array.copy()).unsqueeze(0)
 
 
-def _quarter_turns(frame: av.video.frame.VideoFrame) -> int:
+def quarter_turns(frame: av.video.frame.VideoFrame) -> int:
     """Counter-clockwise quarter turns that display ``frame`` upright (its display matrix, e.g. phone videos)."""
     try:
         rotation = frame.rotation
@@ -402,8 +402,8 @@ def read_video(
     if max_frames == 0:
         raise MediaError(path, "max_frames=0 selects no frames")
 
-    with _open_input(path) as container:
-        stream = _video_stream(container)
+    with open_input(path) as container:
+        stream = video_stream(container)
         if stream is None:
             raise MediaError(path, "no video stream")
         source_fps = _stream_fps(stream)
@@ -445,7 +445,7 @@ def _collect_frames(
     decoded = 0
     complete = True
     next_output = 0  # index j of the next output frame
-    frames = _decode_video_frames(container, path)
+    frames = decode_video_frames(container, path)
     try:
         for index, frame in enumerate(frames):
             decoded = index + 1
@@ -467,9 +467,9 @@ def _collect_frames(
                 array = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
             else:
                 array = frame.to_ndarray(format="rgb24")
-            quarter_turns = _quarter_turns(frame)
-            if quarter_turns:
-                array = np.rot90(array, k=quarter_turns)
+            turns = quarter_turns(frame)
+            if turns:
+                array = np.rot90(array, k=turns)
             arrays.extend([array] * repeats)
             if max_frames is not None and len(arrays) >= max_frames:
                 del arrays[max_frames:]
@@ -510,7 +510,7 @@ def _decode_audio(
         ``(waveform [C', S], sample_rate, duplicate_mono)`` where ``waveform`` already starts at ``start`` but is not
         trimmed or padded yet, and ``duplicate_mono`` says a mono source must still be duplicated to stereo.
     """
-    with _open_input(path) as container:
+    with open_input(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]

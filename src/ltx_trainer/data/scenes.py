@@ -52,12 +52,12 @@ from ltx_trainer import logger
 from ltx_trainer.data.media import (
     VIDEO_EXTENSIONS,
     MediaError,
-    _decode_video_frames,
-    _open_input,
-    _quarter_turns,
-    _video_stream,
+    decode_video_frames,
+    open_input,
     probe,
+    quarter_turns,
     read_audio,
+    video_stream,
     write_image,
 )
 
@@ -371,8 +371,8 @@ def _detection_size(width: int, height: int) -> tuple[int, int]:
 
 
 def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    container = _open_input(path)
-    stream = _video_stream(container)
+    container = open_input(path)
+    stream = video_stream(container)
     if stream is None:
         container.close()
         raise MediaError(path, "no video stream")
@@ -473,7 +473,7 @@ def detect_scenes(
         cuts: list[int] = []
         total = 0
         size: tuple[int, int] | None = None
-        frames = _decode_video_frames(container, path)
+        frames = decode_video_frames(container, path)
         try:
             for index, frame in enumerate(frames):
                 total = index + 1
@@ -646,7 +646,7 @@ def _preview_indices(scene: Scene, count: int) -> list[int]:
 
 
 def _preview_array(frame: av.VideoFrame, width: int | None) -> np.ndarray:
-    turns = _quarter_turns(frame)
+    turns = quarter_turns(frame)
     raw_w, raw_h = frame.width, frame.height
     shown_w = raw_h if turns % 2 else raw_w
     if width is not None and shown_w > width:
@@ -706,7 +706,7 @@ def _export(
         offset = _audio_offset(container, stream)
         # keep the source rate unless AAC cannot take it
         audio_rate = info.audio_sample_rate if info.audio_sample_rate in _AAC_RATES else 48000
-        frames = _decode_video_frames(container, path)
+        frames = decode_video_frames(container, path)
         try:
             for index, frame in enumerate(frames):
                 if progress is not None:
@@ -719,7 +719,7 @@ def _export(
                         rate,
                         frame.width,
                         frame.height,
-                        frame.rotation if _quarter_turns(frame) else 0,
+                        frame.rotation if quarter_turns(frame) else 0,
                         audio[0] if audio is not None else None,
                         audio[1] if audio is not None else 0,
                         crf,

@@ -31,7 +31,7 @@ import torch
 
 from ltx_trainer import logger
 from ltx_trainer.data.cache import CacheError, read_sample_file
-from ltx_trainer.data.dataset import _index, precomputed_root
+from ltx_trainer.data.dataset import index_cache_folder, precomputed_root
 
 if TYPE_CHECKING:
     from ltx_trainer.config import LtxTrainerConfig
@@ -486,7 +486,7 @@ def verify_cache(
             report.problems.append(
                 Problem(None, folder, "missing", f"{path}: source folder missing; run preprocessing for it")
             )
-        indexes[folder] = _index(path) if path.is_dir() else {}
+        indexes[folder] = index_cache_folder(path) if path.is_dir() else {}
     report.samples = sorted(set().union(*(set(ix) for ix in indexes.values())))
     if model is not None:
         found = fingerprint_problems(root, sources, model)
@@ -537,7 +537,7 @@ def quarantine(report: VerifyReport) -> dict[str, list[str]]:
         return {}
     moved: dict[str, list[str]] = {}
     for folder in _sample_folders(report.root):
-        index = _index(folder)
+        index = index_cache_folder(folder)
         while targets := [(s, p) for s, p in index.items() if s in bad]:  # again for a .pt + .safetensors twin
             for sample, path in targets:
                 rel = path.relative_to(report.root)
@@ -545,7 +545,7 @@ def quarantine(report: VerifyReport) -> dict[str, list[str]]:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 path.replace(dest)
                 moved.setdefault(sample, []).append(rel.as_posix())
-            index = _index(folder)
+            index = index_cache_folder(folder)
     for sample in sorted(bad):  # a sample found only in missing folders has no file to move, still handled
         report.quarantined[sample] = sorted(moved.get(sample, []))
     logger.info(
