@@ -278,3 +278,21 @@ def test_tiled_video_encode_matches_untiled_in_the_middle(tiny_ltx2):
     assert tiled.shape == plain.shape == (1, 128, 2, 24, 24)
     error = relative_error(tiled, plain)
     assert 0 < error < 0.5  # tiled (so not identical), blended at the seams (so close)
+
+
+@pytest.mark.parametrize(("perturbed", "spared"), [("video", "audio"), ("audio", "video")])
+def test_stg_can_perturb_one_modality_only(tiny_ltx2, perturbed, spared):
+    """As in ltx-core: STG on the video skips only video self-attention (and vice versa). With cross-modal attention
+    off, the spared modality's output is then exactly the unperturbed one."""
+    from ltx_trainer.models.base import Perturbation
+
+    model = load_model(tiny_ltx2["2.3"]["single_file"])
+    video, audio, context = fixed_inputs(model)
+    isolated = Perturbation(blocks=[], isolate_modalities=True)
+    one = Perturbation(blocks=[0, 1], modalities=(perturbed,), isolate_modalities=True)
+    with torch.no_grad():
+        plain = dict(zip(("video", "audio"), model.forward(video, audio, context, isolated), strict=True))
+        stg = dict(zip(("video", "audio"), model.forward(video, audio, context, one), strict=True))
+    torch.testing.assert_close(stg[spared], plain[spared], rtol=0, atol=0)
+    assert (stg[perturbed] - plain[perturbed]).abs().max() > 1e-4
+    assert type(model.transformer.transformer_blocks[0].attn1.processor).__name__ != "_Unperturbed"  # restored

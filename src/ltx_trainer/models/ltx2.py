@@ -6,6 +6,7 @@ Components load lazily: training touches the transformer and the connectors, nev
 """
 
 import json
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -46,6 +47,58 @@ def build_module(cls: type[nn.Module], config: dict, sd: StateDict, source: str,
 
 def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
+
+
+class _Unperturbed:
+    """An attention processor that ignores the STG perturbation (wraps the block's own processor)."""
+
+    def __init__(self, inner: object):
+        self.inner = inner
+
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        query_rotary_emb=None,
+        key_rotary_emb=None,
+        perturbation_mask=None,
+        all_perturbed=None,
+    ):
+        return self.inner(
+            attn,
+            hidden_states,
+            encoder_hidden_states,
+            attention_mask,
+            query_rotary_emb,
+            key_rotary_emb,
+            perturbation_mask=None,
+            all_perturbed=False,
+        )
+
+
+@contextmanager
+def _skip_only(transformer: nn.Module, perturbation: Perturbation | None):
+    """STG on one modality only: diffusers perturbs both self-attentions of a block, ltx-core only the chosen ones.
+
+    For the duration of one forward, the self-attention of the modality that is *not* perturbed ignores the mask.
+    """
+    modalities = set(perturbation.modalities) if perturbation is not None and perturbation.blocks else set()
+    spared = {"video": "attn1", "audio": "audio_attn1"}
+    names = [name for modality, name in spared.items() if modalities and modality not in modalities]
+    blocks = getattr(transformer, "module", transformer).transformer_blocks
+    swapped = []
+    for index in perturbation.blocks if names else []:
+        for name in names:
+            attention = getattr(blocks[index], name)
+            swapped.append((attention, attention.processor))
+            attention.processor = _Unperturbed(attention.processor)
+    try:
+        yield
+    finally:
+        for attention, processor in swapped:
+            attention.processor = processor
 
 
 def vocoder_class(config: dict) -> type[nn.Module]:
@@ -302,7 +355,14 @@ class LTX2Model:
         dtype = next(self.transformer.parameters()).dtype
         stg_blocks = perturbation.blocks if perturbation is not None else None
         stg_mask = perturbation.mask if perturbation is not None else None
-        video_out, audio_out = self.transformer(
+        with _skip_only(self.transformer, perturbation):
+            video_out, audio_out = self._run_transformer(
+                video_in, audio_in, context, dtype, isolate, stg_blocks, stg_mask
+            )
+        return (video_out if video is not None else None), (audio_out if audio is not None else None)
+
+    def _run_transformer(self, video_in, audio_in, context, dtype, isolate, stg_blocks, stg_mask):
+        return self.transformer(
             hidden_states=video_in.latent.to(dtype),
             audio_hidden_states=audio_in.latent.to(dtype),
             encoder_hidden_states=context.video.to(dtype),
@@ -321,7 +381,6 @@ class LTX2Model:
             use_cross_timestep=True,  # ltx-core feeds the other modality's sigma to the cross-modal AdaLN
             return_dict=False,
         )
-        return (video_out if video is not None else None), (audio_out if audio is not None else None)
 
     @staticmethod
     def _placeholder(other: ModalityInput, channels: int, axes: int) -> ModalityInput:
