@@ -152,6 +152,8 @@ class Trainer:
         problems = check_cache_fingerprint(cfg.data.preprocessed_data_root, self.model, list(self.strategy.sources()))
         if problems:
             raise ValueError("the cache does not match the configured model:\n  " + "\n  ".join(problems))
+        for name in ("video_vae", "vae", "audio_vae", "vocoder"):  # loaded for hashing; validation reloads lazily
+            self.model.__dict__.pop(name, None)
         self.batch_sampler = BucketBatchSampler(
             [self.dataset.shape_key(i) for i in range(len(self.dataset))],
             cfg.optimization.batch_size,
