@@ -1,0 +1,189 @@
+"""Atomic, reproducible file writes: the one place every layer writes through.
+
+Every file the tool produces (cache samples, checkpoints, LoRAs, manifests, reports, clips) is written to a hidden
+temporary file in the destination directory, flushed and fsynced, then renamed over the target, so a kill at any
+moment leaves either the old file or the new one, never a torn one. Temporary names share one pattern
+(``.<name>.tmp.<pid>.<token>``) so :func:`clean_stale_temps` can remove what a killed process left behind without
+touching a live writer's file. Files are created ``0644`` (subject to the umask) and safetensors headers are written
+with sorted keys so two identical runs produce identical bytes.
+
+A full disk becomes :class:`DiskFullError` naming the device, the path and the size needed; the partial file is
+removed and the previous file, if any, stays in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+FILE_MODE = 0o644
+TEMP_PATTERN = re.compile(r"^\..+\.tmp\.(\d+)\.[0-9a-f]{8}(\.[A-Za-z0-9]+)?$")
+
+
+class DiskFullError(OSError):
+    """No space left while writing a file; the message names the device, the path and roughly what was needed."""
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temporary path next to ``path`` that keeps its suffix (muxers pick the format from it)."""
+    return path.with_name(f".{path.name}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened for fsync
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _device_of(path: Path) -> str:
+    """The mount point holding ``path`` (for the disk-full message)."""
+    probe = path.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    while not os.path.ismount(probe) and probe != probe.parent:
+        probe = probe.parent
+    return str(probe)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch's zip writer raises RuntimeError("... file write failed") without an errno
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("no space left" in text or "file write failed" in text)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, size_hint: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write ``path`` through; on success fsync, chmod 0644 and rename it into place.
+
+    On any failure the temporary file is removed and ``path`` is left as it was. ``size_hint`` (bytes) is only used
+    in the disk-full message.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.chmod(FILE_MODE & ~_umask())
+        tmp.replace(path)
+        _fsync_dir(path.parent)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if _is_disk_full(exc):
+            need = f" (needs ~{size_hint / 2**20:.0f} MB)" if size_hint else ""
+            raise DiskFullError(
+                errno.ENOSPC, f"no space left on {_device_of(path.parent)} while writing {path}{need}"
+            ) from exc
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any], size_hint: int | None = None) -> Path:
+    """Write ``path`` atomically by calling ``write(tmp_path)``."""
+    with atomic_path(path, size_hint) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), len(data))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any, indent: int | None = 2) -> Path:
+    """JSON with sorted keys; non-finite floats are refused (they are not JSON)."""
+    return atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _tensor_bytes(tensors: dict[str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def atomic_save_safetensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """A safetensors file with tensors and metadata in sorted key order (byte-reproducible)."""
+    from safetensors.torch import save_file
+
+    ordered = {k: tensors[k].contiguous() for k in sorted(tensors)}
+
+    def write(tmp: Path) -> None:
+        save_file(ordered, str(tmp), metadata=metadata or None)
+        _sort_safetensors_header(tmp)
+
+    return atomic_write(path, write, _tensor_bytes(ordered))
+
+
+def _sort_safetensors_header(path: Path) -> None:
+    """Rewrite a safetensors header in place with sorted keys.
+
+    The Rust writer serialises the metadata from a hash map, so two identical saves can differ in header order. The
+    sorted compact JSON has exactly the original length, so tensor offsets are untouched.
+    """
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > size:  # cannot happen for the writer's own compact JSON; keep the file as written
+            return
+        f.seek(8)
+        f.write(text + b" " * (size - len(text)))
+
+
+def atomic_torch_save(obj: object, path: Path, size_hint: int | None = None) -> Path:
+    import torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), size_hint)
+
+
+def clean_stale_temps(directory: Path, recursive: bool = True) -> list[Path]:
+    """Remove temporary files left by processes that no longer run; returns what was removed.
+
+    Temps of a live process (this one included) are kept: they belong to a writer that is still working.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    candidates = directory.rglob(".*.tmp.*") if recursive else directory.glob(".*.tmp.*")
+    for candidate in candidates:
+        match = TEMP_PATTERN.match(candidate.name)
+        if not match or not candidate.is_file():
+            continue
+        pid = int(match.group(1))
+        if _pid_alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
