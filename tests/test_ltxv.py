@@ -14,17 +14,13 @@ from diffusers.loaders.single_file_utils import (
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ltx_trainer.models.base import ModalityInput, ModelPaths, Perturbation, TextContext
+from ltx_trainer.models.base import ModalityInput, Perturbation, TextContext
 from ltx_trainer.models.errors import ModelLoadError
+from ltx_trainer.models.families import load_model
 from ltx_trainer.models.formats import ltxv as fmt
-from ltx_trainer.models.ltxv import (
-    LTXVModel,
-    LTXVNoAudioError,
-    is_ltxv_single_file,
-    load_ltxv,
-    ltxv_version,
-    write_tiny_ltxv,
-)
+from ltx_trainer.models.ltxv import LTXVModel, LTXVNoAudioError
+from ltx_trainer.models.ltxv_loading import is_ltxv_single_file, ltxv_version
+from ltx_trainer.models.tiny import write_tiny_ltxv
 
 FPS = 25.0
 
@@ -37,8 +33,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def models(tiny: dict[str, Path]) -> dict[str, LTXVModel]:
     return {
-        "single_file": load_ltxv(ModelPaths(root=tiny["single_file"], text_encoder=tiny["t5"])),
-        "diffusers": load_ltxv(tiny["diffusers"]),
+        "single_file": load_model(tiny["single_file"], tiny["t5"]),
+        "diffusers": load_model(tiny["diffusers"]),
     }
 
 
@@ -185,7 +181,7 @@ def test_perturbation_skips_self_attention_per_sample(models: dict[str, LTXVMode
 def test_missing_tensor_is_named(tiny: dict[str, Path], tmp_path: Path) -> None:
     key = "model.diffusion_model.transformer_blocks.1.attn1.to_q.weight"
     broken = _rewrite(tiny["single_file"], tmp_path / "missing.safetensors", lambda sd: sd.pop(key))
-    model = load_ltxv(broken, tiny["t5"])
+    model = load_model(broken, tiny["t5"])
     with pytest.raises(ModelLoadError, match=r"transformer_blocks\.1\.attn1\.to_q\.weight") as err:
         _ = model.transformer
     assert "missing" in str(err.value) and key in str(err.value)
@@ -197,13 +193,13 @@ def test_missing_tensor_is_named(tiny: dict[str, Path], tmp_path: Path) -> None:
         lambda sd: sd.update({"model.diffusion_model.adaln.linear.weight": sd.pop(key)}),
     )
     with pytest.raises(ModelLoadError, match=r"time_embed\.linear\.weight") as err:
-        _ = load_ltxv(renamed, tiny["t5"]).transformer
+        _ = load_model(renamed, tiny["t5"]).transformer
     assert key in str(err.value) and "unexpected" in str(err.value)
 
     vae_key = "vae.decoder.last_scale_shift_table"
     broken_vae = _rewrite(tiny["single_file"], tmp_path / "missing-vae.safetensors", lambda sd: sd.pop(vae_key))
     with pytest.raises(ModelLoadError, match=vae_key):
-        _ = load_ltxv(broken_vae, tiny["t5"]).vae
+        _ = load_model(broken_vae, tiny["t5"]).vae
 
 
 def test_wrongly_shaped_tensor_fails(tiny: dict[str, Path], tmp_path: Path) -> None:
@@ -212,7 +208,7 @@ def test_wrongly_shaped_tensor_fails(tiny: dict[str, Path], tmp_path: Path) -> N
     def shrink(sd: dict[str, torch.Tensor]) -> None:
         sd[key] = sd[key][:-1]
 
-    model = load_ltxv(_rewrite(tiny["single_file"], tmp_path / "shape.safetensors", shrink), tiny["t5"])
+    model = load_model(_rewrite(tiny["single_file"], tmp_path / "shape.safetensors", shrink), tiny["t5"])
     with pytest.raises(ModelLoadError, match=r"wrongly shaped.*proj_out\.weight"):
         _ = model.transformer
 
@@ -312,10 +308,10 @@ def test_file_without_metadata_needs_a_released_architecture(tiny: dict[str, Pat
     bare = tmp_path / "bare.safetensors"
     save_file(load_file(tiny["single_file"]), str(bare))
     with pytest.raises(ModelLoadError, match="no 'config' metadata"):
-        load_ltxv(bare, tiny["t5"])
+        load_model(bare, tiny["t5"])
 
 
-def test_load_refuses_non_ltxv(tmp_path: Path) -> None:
+def test_load_refuses_non_ltxv(tiny: dict[str, Path], tmp_path: Path) -> None:
     ltx2_like = tmp_path / "ltx2.safetensors"
     save_file(
         {
@@ -324,9 +320,9 @@ def test_load_refuses_non_ltxv(tmp_path: Path) -> None:
         },
         str(ltx2_like),
     )
-    with pytest.raises(ModelLoadError, match="not an LTX-Video"):
-        load_ltxv(ltx2_like)
+    with pytest.raises(ModelLoadError, match="transformer-only LTX-2 file"):
+        load_model(ltx2_like)
     with pytest.raises(ModelLoadError, match=r"model_index\.json"):
-        load_ltxv(tmp_path)
-    with pytest.raises(ModelLoadError, match="T5"):
-        _ = load_ltxv(tmp_path / "ltx2.safetensors", tmp_path / "nope")
+        load_model(tmp_path)
+    with pytest.raises(ModelLoadError, match="text encoder folder not found"):
+        _ = load_model(tiny["single_file"], tmp_path / "nope")

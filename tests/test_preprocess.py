@@ -468,7 +468,7 @@ def test_masks_and_references_have_latent_grid_shapes(tmp_path: Path, model20) -
 
 
 def test_ltxv_caches_have_no_audio_and_t5_features(tmp_path: Path) -> None:
-    from ltx_trainer.models.ltxv import write_tiny_ltxv
+    from ltx_trainer.models.tiny import write_tiny_ltxv
 
     paths = write_tiny_ltxv(tmp_path / "model")
     model = load_model(paths["single_file"], paths["t5"])

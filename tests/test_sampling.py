@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from ltx_trainer.commands.sample import sample as sample_command
 from ltx_trainer.config import ValidationSample
 from ltx_trainer.data.media import read_video, resize_and_crop
+from ltx_trainer.errors import UsageError
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.families import load_model
+from ltx_trainer.models.latents import sigma_schedule
 from ltx_trainer.sampling.conditions import Geometry, encode_conditions
 from ltx_trainer.sampling.lora import apply_loras, parse_lora_arg, read_lora
 from ltx_trainer.sampling.sampler import (
@@ -27,7 +29,6 @@ from ltx_trainer.sampling.sampler import (
     save_sample,
     stg_block_indices,
 )
-from ltx_trainer.training.timesteps import sigma_schedule
 from ltx_trainer.training.trainer import Trainer
 from media_fixtures import make_clip, make_image
 from training_fixtures import LARGE, make_dataset, training_config
@@ -242,7 +243,7 @@ def test_lora_file_samples_the_same_frames_as_the_in_memory_lora(ltx2, trained, 
 
     paths = tiny_ltx2["2.0"]
     fresh = load_model(paths["single_file"], paths["gemma"])
-    handles = apply_loras(fresh.transformer, [(read_lora(weights, "ltx2"), 1.0)])
+    handles = apply_loras(fresh.transformer, [(read_lora(weights, fresh.diffusers_module_name), 1.0)])
     from_file = generate(fresh, prompt, negative, spec)
     assert torch.equal(from_file.video_latents, in_memory.video_latents)
     assert torch.equal(from_file.audio_latents, in_memory.audio_latents)
@@ -254,23 +255,22 @@ def test_lora_file_samples_the_same_frames_as_the_in_memory_lora(ltx2, trained, 
         handle.remove()
     without = generate(fresh, prompt, negative, spec)
     assert not torch.allclose(without.video_latents, in_memory.video_latents, atol=1e-4)  # the LoRA matters
-    apply_loras(fresh.transformer, [(read_lora(weights, "ltx2"), 1.0)], merge=True)
+    apply_loras(fresh.transformer, [(read_lora(weights, fresh.diffusers_module_name), 1.0)], merge=True)
     merged = generate(fresh, prompt, negative, spec)  # W + B @ A: the same up to float rounding
     torch.testing.assert_close(merged.video_latents, in_memory.video_latents, atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
 def ltxv_paths(tmp_path_factory):
-    from ltx_trainer.models.ltxv import write_tiny_ltxv
+    from ltx_trainer.models.tiny import write_tiny_ltxv
 
     return write_tiny_ltxv(tmp_path_factory.mktemp("tiny-ltxv"))
 
 
 def test_ltxv_lora_file_in_official_names_reproduces_the_peft_model(ltxv_paths, tmp_path):
-    from safetensors.torch import save_file
-
     from ltx_trainer.config import LoraConfig
     from ltx_trainer.models.base import ModalityInput, TextContext
+    from ltx_trainer.models.lora_files import save_lora
     from ltx_trainer.training import adapters
 
     trained = load_model(ltxv_paths["single_file"])
@@ -280,12 +280,14 @@ def test_ltxv_lora_file_in_official_names_reproduces_the_peft_model(ltxv_paths, 
             if "lora_B" in name:
                 param.normal_(generator=torch.Generator().manual_seed(len(name)))
     sd = adapters.lora_state_dict(trained.transformer)
-    tensors = adapters.export_lora(sd, 2, 4, trained.official_module_name, torch.float32)
-    save_file(tensors, tmp_path / "ltxv.safetensors")
+    written = save_lora(trained, sd, 2, 4, ["to_q"], tmp_path / "ltxv.safetensors", torch.float32)
+    assert [p.name for p in written] == ["ltxv.safetensors", "ltxv_diffusers.safetensors"]  # LTXV: both layouts
 
     fresh = load_model(ltxv_paths["single_file"])
-    lora = read_lora(tmp_path / "ltxv.safetensors", "ltxv")
+    lora, diffusers_layout = (read_lora(p, fresh.diffusers_module_name) for p in written)
     assert len(lora.pairs) == len(sd) // 2
+    for module, (a, b) in lora.pairs.items():
+        assert torch.equal(a, diffusers_layout.pairs[module][0]) and torch.equal(b, diffusers_layout.pairs[module][1])
     apply_loras(fresh.transformer, [(lora, 1.0)])
     g = torch.Generator().manual_seed(0)
     video = ModalityInput(
@@ -306,10 +308,12 @@ def test_lora_argument_and_key_errors(tmp_path):
     assert parse_lora_arg("C:/x.safetensors") == (Path("C:/x.safetensors"), 1.0)
     from safetensors.torch import save_file
 
+    from ltx_trainer.models.formats.ltx2_transformer import module_to_diffusers
+
     key = "diffusion_model.transformer_blocks.0.attn1.to_q.lora_"
     save_file({key + "A.weight": torch.zeros(2, 4)}, tmp_path / "h.st")
     with pytest.raises(ValueError, match="without both lora_A and lora_B"):
-        read_lora(tmp_path / "h.st", "ltx2")
+        read_lora(tmp_path / "h.st", module_to_diffusers)
     header = {"reference_downscale_factor": "2", "reference_temporal_scale_factor": "3"}
     pair = {
         key + "A.weight": torch.ones(2, 4),
@@ -317,7 +321,7 @@ def test_lora_argument_and_key_errors(tmp_path):
         key[:-6] + ".alpha": torch.tensor(4.0),
     }
     save_file(pair, tmp_path / "ic.st", metadata=header)
-    lora = read_lora(tmp_path / "ic.st", "ltx2")
+    lora = read_lora(tmp_path / "ic.st", module_to_diffusers)
     assert lora.reference_scale() == (2, 3)  # the sample command's reference defaults
     assert torch.equal(lora.pairs["transformer_blocks.0.attn1.to_q"][1], torch.full((4, 2), 2.0))  # alpha / rank
 
@@ -369,10 +373,10 @@ def test_sample_command_reports_bad_requests(tiny_ltx2, tmp_path):
     app = typer.Typer()
     app.command()(sample_command)
     args = ["--model", str(paths["single_file"]), "--prompt", "x", "--frames", "16", "--output", str(tmp_path / "o")]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1 and "frames=16 is not 8k+1" in result.output
+    result = CliRunner().invoke(app, args)  # cli.py's handler prints the message and exits with its code (2)
+    assert isinstance(result.exception, UsageError) and "frames=16 is not 8k+1" in str(result.exception)
     result = CliRunner().invoke(app, [*args[:-4], "--crop", "0,0,32,32"])
-    assert result.exit_code == 1 and "need --video" in result.output
+    assert isinstance(result.exception, UsageError) and "need --video" in str(result.exception)
 
 
 # ---- the official pipeline runs our LoRA -----------------------------------------------------------------------------

@@ -12,14 +12,11 @@ import torch
 
 from ltx_trainer.config import FlexibleStrategyConfig, TextToVideoConfig, VideoToVideoConfig
 from ltx_trainer.data.cache import write_sample_file
+from ltx_trainer.data.reference_scale import read_reference_scale
 from ltx_trainer.models.base import FamilySpec
+from ltx_trainer.models.latents import LatentGrid, ReferenceScale, reference_video_positions
 from ltx_trainer.models.ltx2 import LTX2Model
-from ltx_trainer.training.strategies import (
-    FlexibleStrategy,
-    LatentGrid,
-    ReferenceScale,
-    reference_video_positions,
-)
+from ltx_trainer.training.strategies import FlexibleStrategy
 from ltx_trainer.training.timesteps import Fixed
 
 MODEL = LTX2Model(FamilySpec(family="ltx2", version="2.3", has_audio=True), Path("weights-not-needed"))
@@ -58,6 +55,11 @@ def data_root(root: Path, target: tuple[int, ...], reference: tuple[int, ...], r
     return root
 
 
+def make(config: FlexibleStrategyConfig, root: Path | None = None) -> FlexibleStrategy:
+    """The strategy as the trainer builds it: the reference scale read from the data root first."""
+    return FlexibleStrategy(config, read_reference_scale(config, root) if root is not None else None)
+
+
 def prepare(strategy: FlexibleStrategy, batch: dict, seed: int = 0) -> dict:
     return strategy.prepare(batch, MODEL, Fixed(SIGMA), torch.Generator().manual_seed(seed))
 
@@ -67,7 +69,7 @@ def noisy(x0: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def test_reference_tokens_come_first_clean_at_t0_and_positions_match_the_target(tmp_path):
-    strategy = FlexibleStrategy(flexible(generated("latents", REFERENCE)), data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
+    strategy = make(flexible(generated("latents", REFERENCE)), data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
     batch = {"video_latents": video(batch=2), "reference_latents": video(batch=2, sign=-1)}
     item = prepare(strategy, batch)["video"]
     x0, ref = (
@@ -94,7 +96,7 @@ def test_reference_tokens_come_first_clean_at_t0_and_positions_match_the_target(
 def test_in_clip_conditions_apply_to_the_target_before_the_reference(tmp_path):
     # listed after the reference on purpose: the order in the config does not matter
     config = flexible(generated("latents", REFERENCE, {"type": "first_frame"}))
-    strategy = FlexibleStrategy(config, data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
+    strategy = make(config, data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
     batch = {"video_latents": video(), "reference_latents": video(sign=-1)}
     item = prepare(strategy, batch)["video"]
     x0 = MODEL.patchify_video(batch["video_latents"]["latents"])
@@ -156,7 +158,7 @@ def test_audio_in_clip_conditions(condition, clean):
 
 
 def test_spatially_downscaled_reference_covers_the_target_tokens_it_was_pooled_from(tmp_path):
-    strategy = FlexibleStrategy(flexible(generated("latents", REFERENCE)), data_root(tmp_path, (2, 4, 6), (2, 2, 3)))
+    strategy = make(flexible(generated("latents", REFERENCE)), data_root(tmp_path, (2, 4, 6), (2, 2, 3)))
     assert strategy.reference_scale == ReferenceScale(spatial=2, temporal=1)
     assert strategy.metadata()["reference_downscale_factor"] == "2"
     assert strategy.metadata()["reference_spatial_scale_factor"] == "2"
@@ -185,7 +187,7 @@ def test_temporally_subsampled_reference_latent_j_spans_target_latents_s_j_minus
 ):
     target_frames = factor * (ref_frames - 1) + 1
     root = data_root(tmp_path, (target_frames, 1, 1), (ref_frames, 1, 1), ref_fps=FPS / factor)
-    strategy = FlexibleStrategy(flexible(generated("latents", REFERENCE)), root)
+    strategy = make(flexible(generated("latents", REFERENCE)), root)
     assert strategy.reference_scale == ReferenceScale(spatial=1, temporal=factor)
     assert strategy.metadata()["reference_temporal_scale_factor"] == str(factor)
     batch = {
@@ -203,7 +205,7 @@ def test_temporally_subsampled_reference_latent_j_spans_target_latents_s_j_minus
 
 def test_reference_without_a_stored_fps_uses_target_fps_over_s(tmp_path):
     root = data_root(tmp_path, (3, 1, 1), (2, 1, 1), ref_fps=FPS / 2)
-    strategy = FlexibleStrategy(flexible(generated("latents", REFERENCE)), root)
+    strategy = make(flexible(generated("latents", REFERENCE)), root)
     reference = video(frames=2, height=1, width=1)
     del reference["fps"]  # legacy caches carry no fps
     batch = {"video_latents": video(frames=3, height=1, width=1), "reference_latents": reference}
@@ -216,7 +218,7 @@ def test_scale_is_read_from_the_data_root_not_the_working_directory(tmp_path, mo
     root = data_root(tmp_path / "data", (2, 4, 4), (2, 2, 2))
     decoy = data_root(tmp_path / "cwd", (2, 4, 4), (2, 4, 4)) / ".precomputed"
     monkeypatch.chdir(decoy)  # a CWD-relative lookup would find the unscaled decoy pair here
-    strategy = FlexibleStrategy(flexible(generated("latents", REFERENCE)), root)
+    strategy = make(flexible(generated("latents", REFERENCE)), root)
     assert strategy.reference_scale == ReferenceScale(spatial=2, temporal=1)
 
 
@@ -232,7 +234,7 @@ def test_scale_is_read_from_the_data_root_not_the_working_directory(tmp_path, mo
 def test_reference_scale_must_be_a_whole_number_and_the_error_names_the_files(tmp_path, target, reference, words):
     root = data_root(tmp_path, target, reference)
     with pytest.raises(ValueError, match=r"training_strategy\.video\.conditions") as info:
-        FlexibleStrategy(flexible(generated("latents", REFERENCE)), root)
+        make(flexible(generated("latents", REFERENCE)), root)
     message = str(info.value)
     assert words in message
     assert str(root / ".precomputed" / "latents" / "clip.safetensors") in message
@@ -242,11 +244,11 @@ def test_reference_scale_must_be_a_whole_number_and_the_error_names_the_files(tm
 def test_reference_fps_must_match_the_temporal_factor(tmp_path):
     root = data_root(tmp_path, (3, 1, 1), (2, 1, 1), ref_fps=FPS)  # subsampled by 2 but stored at the source fps
     with pytest.raises(ValueError, match="reference fps 24 is not target fps 24 / 2"):
-        FlexibleStrategy(flexible(generated("latents", REFERENCE)), root)
+        make(flexible(generated("latents", REFERENCE)), root)
 
 
 def test_a_batch_with_another_reference_scale_is_named(tmp_path):
-    strategy = FlexibleStrategy(flexible(generated("latents", REFERENCE)), data_root(tmp_path, (2, 4, 4), (2, 2, 2)))
+    strategy = make(flexible(generated("latents", REFERENCE)), data_root(tmp_path, (2, 4, 4), (2, 2, 2)))
     batch = {"id": ["a", "b"], "video_latents": video(2, 2, 4, 4), "reference_latents": video(2, 2, 4, 4)}
     with pytest.raises(ValueError, match=r"reference_latents \(samples \['a', 'b'\]\).*spatial 2, temporal 1"):
         prepare(strategy, batch)
@@ -255,7 +257,7 @@ def test_a_batch_with_another_reference_scale_is_named(tmp_path):
 @pytest.mark.parametrize("probability", [0.0, 1.0])
 def test_reference_probability_zero_never_one_always(tmp_path, probability):
     reference = {**REFERENCE, "probability": probability}
-    strategy = FlexibleStrategy(flexible(generated("latents", reference)), data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
+    strategy = make(flexible(generated("latents", reference)), data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
     batch = {"video_latents": video(batch=4), "reference_latents": video(batch=4, sign=-1)}
     for seed in range(10):
         item = prepare(strategy, batch, seed)["video"]
@@ -268,7 +270,7 @@ def test_reference_is_one_draw_per_batch_in_clip_conditions_one_per_sample(tmp_p
     config = flexible(
         generated("latents", {"type": "first_frame", "probability": 0.5}, {**REFERENCE, "probability": 0.5})
     )
-    strategy = FlexibleStrategy(config, data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
+    strategy = make(config, data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
     batch = {"video_latents": video(batch=32), "reference_latents": video(batch=32, sign=-1)}
     with_reference, first_frame_counts = set(), set()
     for seed in range(12):
@@ -308,7 +310,7 @@ def test_predictions_on_conditioning_and_reference_tokens_do_not_move_the_loss(t
             "audio_latents", {"type": "prefix", "temporal_boundary": 3}, {**REFERENCE, "latents_dir": "ref_audio"}
         ),
     )
-    strategy = FlexibleStrategy(config, data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
+    strategy = make(config, data_root(tmp_path, (3, 2, 2), (3, 2, 2)))
     batch = {
         "video_latents": video(batch=2),
         "reference_latents": video(batch=2, sign=-1),
@@ -348,7 +350,7 @@ def test_audio_reference_keeps_its_own_timeline_from_zero():
 
 def test_legacy_strategies_run_through_as_flexible(tmp_path):
     root = data_root(tmp_path, (3, 2, 2), (3, 2, 2))
-    legacy = FlexibleStrategy(VideoToVideoConfig(first_frame_conditioning_p=1.0).as_flexible(), root)
+    legacy = make(VideoToVideoConfig(first_frame_conditioning_p=1.0).as_flexible(), root)
     assert legacy.sources() == {
         "conditions": "conditions",
         "latents": "video_latents",
@@ -365,7 +367,7 @@ def test_legacy_strategies_run_through_as_flexible(tmp_path):
 def test_construction_errors_name_the_key(tmp_path):
     two_refs = flexible(generated("latents", REFERENCE, {**REFERENCE, "latents_dir": "other"}))
     with pytest.raises(ValueError, match=r"training_strategy\.video\.conditions\[1\]: a second reference"):
-        FlexibleStrategy(two_refs, tmp_path)
+        FlexibleStrategy(two_refs)
     with pytest.raises(ValueError, match=r"training_strategy\.video\.conditions\[0\]\.latents_dir: a video reference"):
         FlexibleStrategy(flexible(generated("latents", REFERENCE)))
     bad_crop = flexible(generated("latents", {"type": "spatial_crop", "spatial_region": [64, 0, 32, 64]}))
@@ -373,7 +375,7 @@ def test_construction_errors_name_the_key(tmp_path):
         FlexibleStrategy(bad_crop)
     (tmp_path / "latents").mkdir()
     with pytest.raises(FileNotFoundError, match=r"conditions\[0\]\.latents_dir: folder 'reference_latents' not found"):
-        FlexibleStrategy(flexible(generated("latents", REFERENCE)), tmp_path)
+        make(flexible(generated("latents", REFERENCE)), tmp_path)
 
 
 def test_mask_of_the_wrong_shape_is_named():

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_ltxv(tmp_path_factory):
-    from ltx_trainer.models.ltxv import write_tiny_ltxv
+    from ltx_trainer.models.tiny import write_tiny_ltxv
 
     return write_tiny_ltxv(tmp_path_factory.mktemp("tiny-ltxv"))
 

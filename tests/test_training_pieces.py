@@ -5,9 +5,10 @@ import torch
 
 from ltx_trainer.data.cache import read_sample_file, write_sample_file
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
+from ltx_trainer.models.latents import sigma_schedule, token_shift
 from ltx_trainer.training.flow_matching import masked_mse, noisy_latents, velocity_target
 from ltx_trainer.training.optim import make_optimizer, make_scheduler
-from ltx_trainer.training.timesteps import ShiftedLogitNormal, Uniform, make_sigma_sampler, sigma_schedule, token_shift
+from ltx_trainer.training.timesteps import ShiftedLogitNormal, Uniform, make_sigma_sampler
 
 SCHEDULERS = ["constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"]
 

@@ -49,7 +49,7 @@ def test_validation_during_training_writes_smaller_samples_and_reports_them(data
     trainer.setup()
     assert "_text_encoder" not in trainer.model.__dict__  # prompts cached at setup, then the encoder unloaded
     prompts = {"a square moves", "a square moves, then a cut", config.validation.negative_prompt}
-    assert set(trainer.validation.features) == prompts
+    assert set(trainer.validation.runner.features) == prompts
     trainer.train()
 
     samples = tmp_path / "run" / "samples"

@@ -15,6 +15,9 @@ and keeps its traceback. ``--debug`` shows the traceback for expected failures t
 | 130  | interrupted (Ctrl-C / SIGTERM); a resumable state was saved where possible |
 """
 
+import os
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_CONFIG = 2
@@ -58,3 +61,20 @@ class Interrupted(LtxTrainerError):
     """Stopped by a signal after saving what could be saved."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class MediaError(DataError):
+    """A media file cannot be read (missing stream, undecodable data, ...) or a media parameter breaks a rule.
+
+    Defined here, below every layer, because the frame-count and resolution rules (``models/geometry.py``) raise it
+    as well as the media readers (``data/media.py``).
+
+    Attributes:
+        path: The offending file, or ``None`` for a parameter rule (frame count, resolution).
+        reason: Why it failed, without the path.
+    """
+
+    def __init__(self, path: "str | os.PathLike[str] | None", reason: str) -> None:
+        self.path = Path(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)

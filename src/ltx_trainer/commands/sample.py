@@ -6,23 +6,10 @@ folds them into the weights instead (as ltx-core/ComfyUI do). Registered by cli.
 """
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from ltx_trainer.data.media import AUDIO_EXTENSIONS
-
-console = Console(soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code=1)
 
 
 def _region(text: str) -> tuple[int, int, int, int]:
@@ -45,16 +32,19 @@ def build_conditions(
     audio_suffix: float | None = None,
     audio_mask: Path | None = None,
     reference: Path | None = None,
-    reference_downscale: int = 1,
-    reference_temporal_scale: int = 1,
+    reference_downscale: int | None = None,
+    reference_temporal_scale: int | None = None,
     side_by_side: bool = False,
 ) -> list[dict]:
     """Command-line options -> ``validation.samples[].conditions`` entries (validated by ``ValidationSample``).
 
     ``--video`` alone is video-to-audio; with ``--prefix-frames``/``--suffix-frames``/``--crop``/``--mask`` it is
     extension, outpainting or inpainting. ``--audio`` alone is audio-to-video; with ``--audio-prefix``/
-    ``--audio-suffix``/``--audio-mask`` it is audio extension or inpainting.
+    ``--audio-suffix``/``--audio-mask`` it is audio extension or inpainting. Reference factors left None are taken
+    from the IC-LoRA's header (else 1).
     """
+    from ltx_trainer.data.media import AUDIO_EXTENSIONS
+
     conditions: list[dict] = []
     if image is not None:
         conditions.append({"type": "first_frame", "image_or_video": str(image)})
@@ -167,81 +157,77 @@ def sample(
 ) -> None:
     """Generate a sample (video with audio on LTX-2; png for one frame) from a model, LoRAs, a prompt and conditions."""
     from pydantic import ValidationError
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from ltx_trainer.config import DEFAULT_NEGATIVE_PROMPT, ValidationSample
-    from ltx_trainer.models.errors import ModelLoadError
-    from ltx_trainer.models.families import load_model
-    from ltx_trainer.sampling.conditions import Geometry, encode_conditions
-    from ltx_trainer.sampling.lora import apply_loras, parse_lora_arg, read_lora
-    from ltx_trainer.sampling.sampler import SampleSpec, check_geometry, generate, save_sample
+    from ltx_trainer.errors import LtxTrainerError, UsageError
+    from ltx_trainer.sampling.runner import sample_file
 
+    console = Console(soft_wrap=True)
     started = time.perf_counter()
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    columns = (
+        TextColumn("[bold]sample"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": steps,
+            "video_cfg": video_cfg,
+            "audio_cfg": audio_cfg,
+            "video_stg": video_stg,
+            "audio_stg": audio_stg,
+            "stg_blocks": tuple(stg_block) if stg_block else None,
+            "video_modality": video_modality,
+            "audio_modality": audio_modality,
+            "rescale": rescale,
+        }.items()
+        if v is not None
+    }
+    bar = Progress(*columns, console=console)
+
+    def denoising(total: int):  # the bar runs only while denoising (statuses show the other phases)
+        task = bar.add_task("denoise", total=total)
+        bar.start()
+
+        def step(i: int, n: int) -> None:
+            bar.update(task, completed=i)
+            if i == n:
+                bar.stop()
+
+        return step
+
     try:
-        loaded = load_model(model, text_encoder, dtype=dtype)
-        fam = loaded.spec
-        loras = [(read_lora(path, fam.family), strength) for path, strength in map(parse_lora_arg, lora or [])]
-        header = next((scale for f, _ in loras if (scale := f.reference_scale()) is not None), (1, 1))
-        reference_downscale = reference_downscale if reference_downscale is not None else header[0]
-        reference_temporal_scale = reference_temporal_scale if reference_temporal_scale is not None else header[1]
         conditions = build_conditions(
             image, video, prefix_frames, suffix_frames, crop, mask, audio, audio_prefix, audio_suffix, audio_mask,
             reference, reference_downscale, reference_temporal_scale, side_by_side,
         )  # fmt: skip
-        request = ValidationSample(prompt=prompt, conditions=conditions)
-        overrides = {
-            k: v
-            for k, v in {
-                "steps": steps,
-                "video_cfg": video_cfg,
-                "audio_cfg": audio_cfg,
-                "video_stg": video_stg,
-                "audio_stg": audio_stg,
-                "stg_blocks": tuple(stg_block) if stg_block else None,
-                "video_modality": video_modality,
-                "audio_modality": audio_modality,
-                "rescale": rescale,
-            }.items()
-            if v is not None
-        }
-        spec = SampleSpec.family_defaults(
-            fam, width=width, height=height, frames=frames, fps=fps, seed=seed, **overrides
-        )
-        if no_audio or not fam.has_audio:
-            spec = replace(spec, generate_audio=False)
-        check_geometry(spec, fam, "--width/--height/--frames")
-        with console.status("encoding the prompts"):
-            features = loaded.encode_text([prompt])
-            negative = loaded.encode_text([negative_prompt if negative_prompt is not None else DEFAULT_NEGATIVE_PROMPT])
-            loaded.unload_text_encoder()
-        loaded.transformer.to(target)
-        loaded.connectors_to(target)
-        apply_loras(loaded.transformer, loras, merge=merge)
-        with console.status("encoding the conditions"):
-            encoded = encode_conditions(
-                loaded, request.conditions, Geometry(width, height, frames, fps), target if conditions else None
-            )
-        columns = (
-            TextColumn("[bold]sample"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("denoise", total=spec.steps)
-            result = generate(
-                loaded, features, negative, spec, encoded, lambda i, _n: progress.update(task, completed=i)
-            )
-        with console.status("decoding"):
-            path = save_sample(loaded, result, output, fps, target, seed)
+        result = sample_file(
+            model, prompt, output, conditions, text_encoder, lora or [], merge, negative_prompt,
+            width, height, frames, fps, seed, overrides, no_audio, device, console.status, denoising,
+        )  # fmt: skip
     except ValidationError as e:
-        _fail("; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()))
-    except (ValueError, ModelLoadError, FileNotFoundError) as e:
-        _fail(str(e))
+        message = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise UsageError(message) from e
+    except LtxTrainerError:
+        raise
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from e
+    finally:
+        bar.stop()
+    fam, spec = result.family, result.spec
     console.print(
-        f"[green]wrote[/green] {path} ({fam.family} {fam.version}, {spec.width}x{spec.height}x{spec.frames}, "
+        f"[green]wrote[/green] {result.path} ({fam.family} {fam.version}, {spec.width}x{spec.height}x{spec.frames}, "
         f"{spec.steps} steps, {time.perf_counter() - started:.1f} s)"
     )

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -693,17 +692,7 @@ class _Run:
         start = time.perf_counter()
         pixels = frames.to(self.device).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0
         with torch.no_grad():
-            if self.options.vae_tiling and "tiled" in inspect.signature(self.model.encode_video).parameters:
-                latents = self.model.encode_video(pixels, tiled=True)
-            elif self.options.vae_tiling:
-                vae = self.model.video_vae
-                vae.enable_tiling()
-                try:
-                    latents = self.model.encode_video(pixels)
-                finally:
-                    vae.disable_tiling()
-            else:
-                latents = self.model.encode_video(pixels)
+            latents = self.model.encode_video(pixels, tiled=self.options.vae_tiling)
         self.calls["video"] += 1
         self.timed("vae", start)
         return latents[0].cpu()

@@ -1,8 +1,5 @@
-"""Everything that knows a model family. The only package that imports diffusers model classes."""
+"""Everything that knows a model family. The only package that imports diffusers model classes.
 
-import diffusers
-import transformers
-
-# Tiny and local loads finish in milliseconds; the libraries' per-shard progress bars are only noise.
-diffusers.utils.logging.disable_progress_bar()
-transformers.utils.logging.disable_progress_bar()
+Importing the package is cheap (no torch, diffusers or transformers): data code imports the geometry rules from
+here, and the command line stays fast. The family modules import the heavy libraries when they are used.
+"""

@@ -4,7 +4,7 @@ Everything outside ``models/`` speaks these tensors and dataclasses; only the fa
 model classes. Shapes: video latents ``[B, C, F', H', W']``, audio latents ``[B, 8, T, 16]``, tokens ``[B, N, C]``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -91,25 +91,62 @@ class Perturbation:
     isolate_modalities: bool = False
 
 
-@dataclass
-class ModelPaths:
-    """Where a model's components live on disk (resolved by ``families.detect``)."""
-
-    root: Path
-    text_encoder: Path | None = None
-    video_vae: Path | None = None
-    audio_vae: Path | None = None
-    extra: dict[str, Path] = field(default_factory=dict)
-
-
 class LTXModel(Protocol):
-    """Family-agnostic model handle. Components load lazily, so training never loads the text encoder."""
+    """Family-agnostic model handle: everything the trainer, the sampler and the data tools use.
+
+    Components load lazily, so training never loads the text encoder. Nothing outside ``models/`` branches on
+    ``spec.family`` or touches a model's attributes beyond this contract.
+    """
 
     spec: FamilySpec
+    dtype: torch.dtype
     transformer: torch.nn.Module
+    #: LoRA file layouts the trainer writes: ``"official"`` (ComfyUI / official keys), ``"diffusers"``.
+    lora_layouts: tuple[str, ...]
 
-    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, F, H, W]`` in [-1, 1] -> normalised latents ``[B, C, F', H', W']``."""
+    # ---- components ------------------------------------------------------------------------------------------------
+    @property
+    def video_vae(self) -> torch.nn.Module:
+        """The video VAE (loaded on first use)."""
+
+    @property
+    def has_video_vae(self) -> bool:
+        """Whether the checkpoint has a video VAE (transformer-only files have none)."""
+
+    def codec_modules(self, video: bool = True, audio: bool = True) -> list[torch.nn.Module]:
+        """The media codecs, loaded on first use: video VAE (``video``); audio VAE and vocoder (``audio``, when the
+        family has audio). Callers move them between devices (``models.devices.on_device``)."""
+
+    def unload_codecs(self) -> None:
+        """Free the VAEs and vocoder; they reload lazily on next use."""
+
+    def connector_modules(self) -> list[torch.nn.Module]:
+        """The frozen modules between cached text features and the transformer (empty when there are none)."""
+
+    def connectors_to(self, device: torch.device) -> None:
+        """Move the connectors next to the transformer (they run every training step)."""
+
+    def unload_text_encoder(self) -> None:
+        """Free the text encoder once prompts are cached."""
+
+    def text_feature_dims(self) -> tuple[int, int]:
+        """Widths of the cached (pre-connector) video and audio text features."""
+
+    # ---- checkpoints and LoRA naming -------------------------------------------------------------------------------
+    def save_full_checkpoint(
+        self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: dict | None = None
+    ) -> Path:
+        """Write a complete official single file with the current (or the given) transformer weights."""
+
+    def official_module_name(self, name: str) -> str:
+        """diffusers transformer module path -> official path (LoRA export)."""
+
+    def diffusers_module_name(self, name: str) -> str:
+        """Official transformer module path -> diffusers path (LoRA import)."""
+
+    # ---- media and text ------------------------------------------------------------------------------------------
+    def encode_video(self, pixels: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+        """``[B, 3, F, H, W]`` in [-1, 1] -> normalised latents ``[B, C, F', H', W']`` (``tiled``: VAE tiling)."""
 
     def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[B, C, F', H', W']`` -> pixels ``[B, 3, F, H, W]`` in [-1, 1]."""
@@ -126,14 +163,24 @@ class LTXModel(Protocol):
     def text_context(self, features: TextFeatures) -> TextContext:
         """Cached features -> transformer context (the connectors; run every step, frozen)."""
 
+    # ---- token layout ----------------------------------------------------------------------------------------------
     def patchify_video(self, latents: torch.Tensor) -> torch.Tensor:
         """``[B, C, F, H, W]`` -> ``[B, F*H*W, C]``."""
 
     def unpatchify_video(self, tokens: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
         """``[B, F*H*W, C]`` -> ``[B, C, F, H, W]``."""
 
+    def patchify_audio(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[B, 8, T, 16]`` -> ``[B, T, 128]``."""
+
+    def unpatchify_audio(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 128]`` -> ``[B, 8, T, 16]``."""
+
     def video_positions(self, batch: int, frames: int, height: int, width: int, fps: float) -> torch.Tensor:
         """Latent grid -> ``[B, 3, F*H*W, 2]`` positions in the official convention."""
+
+    def audio_positions(self, batch: int, steps: int) -> torch.Tensor:
+        """Audio latent steps -> ``[B, 1, T, 2]`` positions (seconds)."""
 
     def forward(
         self,

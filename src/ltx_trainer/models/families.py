@@ -6,11 +6,16 @@ A model is one of:
 - LTX-2.5 split packs (transformer file + separate VAE files): detected and refused with what is missing (see
   docs/architecture.md).
 The version is never asked for: metadata first, then the architecture.
+
+One registry, ``FAMILIES``: each family module offers ``detect(source, pipeline) -> FamilySpec | None`` (a
+``SingleFile`` or a diffusers folder with its pipeline class name) and a model class. ``detect`` reads the file header
+(or ``model_index.json``) once and hands the opened source on to the loader.
 """
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -19,17 +24,24 @@ from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.sources import SingleFile, read_json
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_LTX2_PIPELINES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline", "LTX2ConditionPipeline", "LTX2InContextPipeline")
-_LTXV_PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline")
+
+
+def _families() -> dict[str, tuple[ModuleType, type]]:
+    """Family name -> (module with ``detect``, model class), imported on first use (the modules load diffusers)."""
+    from ltx_trainer.models import ltx2, ltxv
+
+    return {"ltx2": (ltx2, ltx2.LTX2Model), "ltxv": (ltxv, ltxv.LTXVModel)}
 
 
 @dataclass(frozen=True)
 class Detected:
-    """What ``detect`` found: the family spec and the layout (``"single_file"`` or ``"diffusers"``)."""
+    """What ``detect`` found: the family spec, the layout (``"single_file"`` or ``"diffusers"``) and the opened
+    source (a ``SingleFile`` or the folder), which the loader reuses."""
 
     spec: FamilySpec
     layout: str
     path: Path
+    source: SingleFile | Path | None = None
 
 
 def _missing_path_error(path: Path) -> ModelLoadError:
@@ -42,18 +54,12 @@ def _missing_path_error(path: Path) -> ModelLoadError:
     return ModelLoadError(f"{path}: no such file or folder")
 
 
-def _ltx2_spec(version: str, transformer_cfg: dict) -> FamilySpec:
-    return FamilySpec(family="ltx2", version=version, has_audio=True, num_layers=transformer_cfg.get("num_layers", 48))
-
-
 def detect(path: str | Path) -> Detected:
     """Identify the model at ``path``.
 
     Raises:
         ModelLoadError: missing path, hub id, unreadable file, or a folder that is neither layout.
     """
-    from ltx_trainer.models import ltx2, ltxv
-
     path = Path(path).expanduser()
     if not path.exists():
         raise _missing_path_error(path)
@@ -61,17 +67,10 @@ def detect(path: str | Path) -> Detected:
         if path.suffix != ".safetensors":
             raise ModelLoadError(f"{path}: expected a .safetensors checkpoint (or a diffusers folder)")
         sf = SingleFile(path)
-        if any(k.startswith("model.diffusion_model.audio_patchify_proj") for k in sf.keys):
-            if not sf.has("vae."):
-                raise ModelLoadError(
-                    f"{path}: a transformer-only LTX-2 file (LTX-2.5 split pack?). Loading split packs needs "
-                    "model.video_vae_path / model.audio_vae_path, which this version does not support yet; "
-                    "use the unified single-file checkpoint or a diffusers folder."
-                )
-            version = ltx2.ltx2_version(sf.metadata, sf.config, sf.keys)
-            return Detected(_ltx2_spec(version, sf.config.get("transformer", {})), "single_file", path)
-        if ltxv.is_ltxv_single_file(sf.metadata, sf.keys):
-            return Detected(ltxv.ltxv_spec_from_single_file(sf), "single_file", path)
+        for module, _ in _families().values():
+            spec = module.detect(sf)
+            if spec is not None:
+                return Detected(spec, "single_file", path, sf)
         raise ModelLoadError(
             f"{path}: a safetensors file, but not an LTX checkpoint (no model.diffusion_model.* transformer keys)"
         )
@@ -82,14 +81,10 @@ def detect(path: str | Path) -> Detected:
             ".safetensors file itself, or the folder that contains model_index.json."
         )
     pipeline = read_json(index).get("_class_name", "")
-    if pipeline in _LTX2_PIPELINES:
-        transformer_cfg = read_json(path / "transformer" / "config.json")
-        version = "2.0" if transformer_cfg.get("use_prompt_embeddings", True) else "2.3"
-        if transformer_cfg.get("use_prompt_adaln_single") is False or not transformer_cfg.get("ff_bias", True):
-            version = "2.5"
-        return Detected(_ltx2_spec(version, transformer_cfg), "diffusers", path)
-    if pipeline in _LTXV_PIPELINES:
-        return Detected(ltxv.ltxv_spec_from_diffusers(path), "diffusers", path)
+    for module, _ in _families().values():
+        spec = module.detect(path, pipeline)
+        if spec is not None:
+            return Detected(spec, "diffusers", path, path)
     raise ModelLoadError(
         f"{index}: pipeline {pipeline!r} is not an LTX model (expected one of LTX2Pipeline, LTXPipeline)"
     )
@@ -101,18 +96,30 @@ def load_model(
     dtype: torch.dtype = torch.float32,
 ) -> LTXModel:
     """Load the model at ``path`` behind the family-agnostic interface. Components load lazily on first use."""
-    from ltx_trainer.models import ltx2, ltxv
-
     found = detect(path)
     text_encoder = Path(text_encoder_path).expanduser() if text_encoder_path else None
     if text_encoder is not None and not text_encoder.exists():
         raise ModelLoadError(f"{text_encoder}: text encoder folder not found")
-    source = SingleFile(found.path) if found.layout == "single_file" else found.path
-    if found.spec.family == "ltx2":
-        if found.spec.version == "2.5":
-            raise ModelLoadError(
-                f"{path}: LTX-2.5 (Gemma-4, KV-cacheable cross-attention) is detected but not loadable yet: "
-                "see docs/architecture.md, 'LTX-2.5'."
-            )
-        return ltx2.LTX2Model(found.spec, source, text_encoder, dtype)
-    return ltxv.LTXVModel(found.spec, source, text_encoder, dtype)
+    _, model_class = _families()[found.spec.family]
+    return model_class(found.spec, found.source, text_encoder, dtype)
+
+
+def sampling_defaults(spec: FamilySpec) -> dict[str, object]:
+    """The official one-stage sampling defaults of a family (``SampleSpec`` field values).
+
+    LTX-2 (40 steps, STG block 29) and LTX-2.3/2.5 (30 steps, block 28) use CFG 3 (video) / 7 (audio), STG 1,
+    modality 3, rescale 0.7; LTX-Video uses 40 steps and CFG 3 without STG.
+    """
+    if spec.family == "ltxv":
+        return {"steps": 40, "video_cfg": 3.0, "generate_audio": False}
+    return {
+        "steps": 40 if spec.version == "2.0" else 30,
+        "video_cfg": 3.0,
+        "audio_cfg": 7.0,
+        "video_stg": 1.0,
+        "audio_stg": 1.0,
+        "stg_blocks": (29,) if spec.version == "2.0" else (28,),
+        "video_modality": 3.0,
+        "audio_modality": 3.0,
+        "rescale": 0.7,
+    }

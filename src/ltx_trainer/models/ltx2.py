@@ -11,17 +11,19 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
 from torch import nn
 
+from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.base import FamilySpec, ModalityInput, Perturbation, TextContext, TextFeatures
+from ltx_trainer.models.devices import device_of
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
-from ltx_trainer.models.formats.common import StateDict, load_state_dict_strict
+from ltx_trainer.models.formats.common import StateDict
+from ltx_trainer.models.loading import build_module
 from ltx_trainer.models.sources import SingleFile, read_json, read_safetensors_dir
 
 CONNECTOR_FILE_PREFIXES = (
@@ -35,18 +37,6 @@ DIFFUSERS_COMPONENTS = {
     "audio_vae": AutoencoderKLLTX2Audio,
     "connectors": LTX2TextConnectors,
 }
-
-
-def build_module(cls: type[nn.Module], config: dict, sd: StateDict, source: str, component: str) -> nn.Module:
-    """Instantiate ``cls`` on the meta device and fill it strictly from ``sd``."""
-    with init_empty_weights():
-        module = cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
-    load_state_dict_strict(module, sd, source, component)
-    return module.eval().requires_grad_(False)
-
-
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 class _Unperturbed:
@@ -120,6 +110,40 @@ def ltx2_version(metadata: dict, config: dict, keys: list[str]) -> str:
     return "2.0"
 
 
+PIPELINES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline", "LTX2ConditionPipeline", "LTX2InContextPipeline")
+
+
+def _spec(version: str, transformer_cfg: dict) -> FamilySpec:
+    return FamilySpec(family="ltx2", version=version, has_audio=True, num_layers=transformer_cfg.get("num_layers", 48))
+
+
+def detect(source: SingleFile | Path, pipeline: str | None = None) -> FamilySpec | None:
+    """This family's spec for a single file (``source`` a ``SingleFile``) or a diffusers folder whose
+    ``model_index.json`` names ``pipeline``; None when it is not an LTX-2-family model.
+
+    Raises:
+        ModelLoadError: a transformer-only LTX-2 file (an LTX-2.5 split pack), which is not loadable yet.
+    """
+    if isinstance(source, SingleFile):
+        if not any(k.startswith("model.diffusion_model.audio_patchify_proj") for k in source.keys):
+            return None
+        if not source.has("vae."):
+            raise ModelLoadError(
+                f"{source.path}: a transformer-only LTX-2 file (LTX-2.5 split pack?). Loading split packs needs "
+                "model.video_vae_path / model.audio_vae_path, which this version does not support yet; "
+                "use the unified single-file checkpoint or a diffusers folder."
+            )
+        version = ltx2_version(source.metadata, source.config, source.keys)
+        return _spec(version, source.config.get("transformer", {}))
+    if pipeline not in PIPELINES:
+        return None
+    transformer_cfg = read_json(Path(source) / "transformer" / "config.json")
+    version = "2.0" if transformer_cfg.get("use_prompt_embeddings", True) else "2.3"
+    if transformer_cfg.get("use_prompt_adaln_single") is False or not transformer_cfg.get("ff_bias", True):
+        version = "2.5"
+    return _spec(version, transformer_cfg)
+
+
 class LTX2Model:
     """An LTX-2-family model behind the family-agnostic interface of ``models/base.py``.
 
@@ -141,6 +165,28 @@ class LTX2Model:
         self.source = source
         self.text_encoder_path = Path(text_encoder_path) if text_encoder_path else None
         self.dtype = dtype
+        if spec.version == "2.5":
+            raise ModelLoadError(
+                f"{getattr(source, 'path', source)}: LTX-2.5 (Gemma-4, KV-cacheable cross-attention) is detected but "
+                "not loadable yet: see docs/architecture.md, 'LTX-2.5'."
+            )
+
+    @classmethod
+    def from_architecture(
+        cls, official_transformer: dict, gemma_config: dict, dtype: torch.dtype, version: str = "2.0"
+    ) -> "LTX2Model":
+        """A model whose transformer and text connectors have random weights in the architecture of
+        ``official_transformer`` (the metadata config section; ``gemma_config`` gives the text width), built on the
+        current default device; nothing is read from disk (``ltx-trainer bench``)."""
+        spec = FamilySpec("ltx2", version, True, num_layers=official_transformer.get("num_layers", 48))
+        model = cls(spec, Path(f"random-ltx2-{version}"), dtype=dtype)
+        model.__dict__["transformer"] = LTX2VideoTransformer3DModel(
+            **ltx2_transformer.diffusers_config(official_transformer)
+        )
+        model.__dict__["connectors"] = LTX2TextConnectors(
+            **ltx2_text.connectors_diffusers_config(official_transformer, None, gemma_config)
+        ).requires_grad_(False)
+        return model
 
     # ---- component loading -------------------------------------------------------------------------------------
     @property
@@ -227,10 +273,33 @@ class LTX2Model:
         )
 
     official_module_name = staticmethod(ltx2_transformer.module_to_official)  # LoRA export: diffusers -> official
+    diffusers_module_name = staticmethod(ltx2_transformer.module_to_diffusers)  # LoRA import: official -> diffusers
+    lora_layouts = ("official",)
+    has_video_vae = True  # detection refuses LTX-2 files without a VAE
+
+    def connector_modules(self) -> list[nn.Module]:
+        """The text connectors (frozen; they run every training step, next to the transformer)."""
+        return [self.connectors]
 
     def connectors_to(self, device: torch.device) -> None:
         """The frozen connectors run every training step, next to the transformer."""
         self.connectors.to(device)
+
+    def text_feature_dims(self) -> tuple[int, int]:
+        """Widths of the cached (pre-connector) video and audio text features."""
+        config = self.connectors.config
+        if config.per_modality_projections:
+            return config.video_hidden_dim, config.audio_hidden_dim
+        return config.caption_channels, config.caption_channels
+
+    def codec_modules(self, video: bool = True, audio: bool = True) -> list[nn.Module]:
+        """The media codecs (loaded on first use): video VAE; audio VAE and vocoder."""
+        return [*([self.video_vae] if video else []), *([self.audio_vae, self.vocoder] if audio else [])]
+
+    def unload_codecs(self) -> None:
+        """Free the VAEs and the vocoder (they reload lazily on next use)."""
+        for name in ("video_vae", "audio_vae", "vocoder"):
+            self.__dict__.pop(name, None)
 
     def official_state_dict(self, transformer_sd: StateDict | None = None) -> tuple[StateDict, dict, str]:
         """Every component in official single-file keys (optionally with a trained transformer), config, version.
@@ -268,8 +337,6 @@ class LTX2Model:
         self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: StateDict | None = None
     ) -> Path:
         """Write a complete official single file (what ltx-pipelines and ComfyUI load) with the current transformer."""
-        from ltx_trainer.training.checkpoints import atomic_save_safetensors
-
         sd, config, version = self.official_state_dict(transformer_sd)
         tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
         metadata = {"config": json.dumps(config), "model_version": version}
@@ -286,17 +353,17 @@ class LTX2Model:
             vae.enable_tiling()
         else:
             vae.disable_tiling()
-        return ltx2_video_vae.encode(vae, pixels.to(_device(vae), self.dtype))
+        return ltx2_video_vae.encode(vae, pixels.to(device_of(vae), self.dtype))
 
     def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
-        return ltx2_video_vae.decode(self.video_vae, latents.to(_device(self.video_vae), self.dtype))
+        return ltx2_video_vae.decode(self.video_vae, latents.to(device_of(self.video_vae), self.dtype))
 
     def encode_audio(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         mel = ltx2_audio.waveform_to_mel(waveform.float(), sample_rate)
-        return ltx2_audio.encode_audio(self.audio_vae, mel.to(_device(self.audio_vae), self.dtype))
+        return ltx2_audio.encode_audio(self.audio_vae, mel.to(device_of(self.audio_vae), self.dtype))
 
     def decode_audio(self, latents: torch.Tensor) -> tuple[torch.Tensor, int]:
-        mel = ltx2_audio.decode_audio(self.audio_vae, latents.to(_device(self.audio_vae), self.dtype))
+        mel = ltx2_audio.decode_audio(self.audio_vae, latents.to(device_of(self.audio_vae), self.dtype))
         return ltx2_audio.vocode(self.vocoder, mel)
 
     @torch.no_grad()
@@ -305,14 +372,14 @@ class LTX2Model:
         tokens = tokenizer(
             prompts, padding="max_length", max_length=self.spec.text_max_length, truncation=True, return_tensors="pt"
         )
-        device = _device(model)  # the encoder may sit on a GPU (preprocessing a real 12B Gemma)
+        device = device_of(model)  # the encoder may sit on a GPU (preprocessing a real 12B Gemma)
         out = model(
             input_ids=tokens.input_ids.to(device),
             attention_mask=tokens.attention_mask.to(device),
             output_hidden_states=True,
         )
         stack = torch.stack(out.hidden_states, dim=-1)  # [B, L, H, layers + 1]
-        connectors_device = _device(self.connectors)
+        connectors_device = device_of(self.connectors)
         mask = tokens.attention_mask.to(connectors_device)
         video, audio = ltx2_text.text_features(self.connectors, stack.to(connectors_device, self.dtype), mask)
         return TextFeatures(video=video, audio=audio, mask=mask)

@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
+from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
+from ltx_trainer.models.formats import ltxv as ltxv_fmt
+from ltx_trainer.models.ltxv_loading import TEXT_MAX_LENGTH
 
 GEMMA_HIDDEN = 64
 GEMMA_LAYERS = 2
@@ -259,7 +261,7 @@ def save_single_file(
     """Write an official single-file checkpoint: tensors + ``__metadata__`` ``config`` and ``model_version``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    save_file(tensors, str(path), metadata={"config": json.dumps(config), "model_version": model_version})
+    atomic_save_safetensors(tensors, Path(path), {"config": json.dumps(config), "model_version": model_version})
     return path
 
 
@@ -364,7 +366,7 @@ def _to_legacy_gemma_layout(path: Path) -> None:
         if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
             key = "vision_tower.vision_model." + key.removeprefix("vision_tower.")
         legacy[key] = value
-    save_file(legacy, str(path), metadata={"format": "pt"})
+    atomic_save_safetensors(legacy, Path(path), {"format": "pt"})
 
 
 def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0, video_dim: int = 32) -> dict[str, Path]:
@@ -397,12 +399,141 @@ def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0, vi
     return {"single_file": single, "diffusers": out_dir / "diffusers", "gemma": gemma_dir}
 
 
+# A 0.9.5+-shaped LTXV at the smallest widths the architecture accepts: 128 latent channels, 8x temporal and 32x
+# spatial compression (patch 4 x four 2x space-to-depth stages), timestep-conditioned decoder.
+TINY_TRANSFORMER = {
+    "in_channels": 128,
+    "out_channels": 128,
+    "num_attention_heads": 4,
+    "attention_head_dim": 8,
+    "cross_attention_dim": 32,
+    "num_layers": 2,
+    "caption_channels": 32,
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-6,
+    "attention_bias": True,
+    "activation_fn": "gelu-approximate",
+}
+TINY_VAE = {
+    "latent_channels": 128,
+    "block_out_channels": (8, 16, 32, 64, 128),
+    "down_block_types": ("LTXVideo095DownBlock3D",) * 4,
+    "decoder_block_out_channels": (16, 32, 64),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1),
+    "spatio_temporal_scaling": (True,) * 4,
+    "decoder_spatio_temporal_scaling": (True,) * 3,
+    "decoder_inject_noise": (False,) * 4,
+    "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    "upsample_residual": (True,) * 3,
+    "upsample_factor": (2,) * 3,
+    "timestep_conditioning": True,
+    "patch_size": 4,
+    "spatial_compression_ratio": 32,
+    "temporal_compression_ratio": 8,
+}
+TINY_T5 = {
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "feed_forward_proj": "gated-gelu",
+    "relative_attention_num_buckets": 8,
+}
+
+
+def write_tiny_t5(out_dir: Path, seed: int = 0) -> Path:
+    """A tiny T5 encoder folder with a Unigram tokenizer trained here with ``tokenizers`` (pad 0, eos 1, unk 2)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
+    tok.train_from_iterator([s.lower() for s in TINY_CORPUS] * 4, trainer)
+    vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=TEXT_MAX_LENGTH)
+    tokenizer.save_pretrained(out_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = T5Config(vocab_size=len(vocab), pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **TINY_T5)
+        T5EncoderModel(config).eval().save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_ltxv(seed: int = 0) -> dict[str, nn.Module]:
+    """Random tiny diffusers ``transformer`` and ``vae`` with bf16-representable weights (so the bf16 single file and
+    the fp32 diffusers folder hold the same numbers)."""
+    from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
+
+    modules = {
+        "transformer": randomize_(LTXVideoTransformer3DModel(**TINY_TRANSFORMER), seed),
+        "vae": randomize_(AutoencoderKLLTXVideo(**TINY_VAE), seed + 1),
+    }
+    with torch.no_grad():
+        modules["vae"].decoder.timestep_scale_multiplier.fill_(1000.0)
+        for module in modules.values():
+            for t in [*module.parameters(), *module.buffers()]:
+                if t.is_floating_point():
+                    t.copy_(t.to(torch.bfloat16).float())
+    return modules
+
+
+def tiny_official_config(transformer: nn.Module, vae: nn.Module) -> dict:
+    """The metadata ``config`` of the tiny single file (official naming)."""
+    return {
+        "transformer": ltxv_fmt.transformer_official_config(dict(transformer.config), causal_temporal_positioning=True),
+        "vae": ltxv_fmt.vae_official_config(dict(vae.config)),
+    }
+
+
+def write_tiny_ltxv(out_dir: Path, seed: int = 0) -> dict[str, Path]:
+    """Write a tiny 0.9.5+-style LTX-Video in every format a user has.
+
+    Returns:
+        ``{"single_file": ltxv-tiny.safetensors (official keys, bf16, metadata config), "diffusers": folder
+        (model_index.json; loads with diffusers.LTXPipeline.from_pretrained), "t5": T5 encoder + tokenizer folder}``.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t5_dir = write_tiny_t5(out_dir / "t5", seed)
+    modules = build_tiny_ltxv(seed)
+    sd = {
+        **ltxv_fmt.transformer_to_official(modules["transformer"].state_dict()),
+        **ltxv_fmt.vae_to_official(modules["vae"].state_dict(), dict(modules["vae"].config)),
+    }
+    single = out_dir / "ltxv-tiny.safetensors"
+    tensors = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    config = tiny_official_config(modules["transformer"], modules["vae"])
+    atomic_save_safetensors(tensors, single, {"config": json.dumps(config)})
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
+    pipe = LTXPipeline(
+        scheduler=scheduler,
+        vae=modules["vae"],
+        text_encoder=T5EncoderModel.from_pretrained(t5_dir, local_files_only=True),
+        tokenizer=AutoTokenizer.from_pretrained(t5_dir, local_files_only=True),
+        transformer=modules["transformer"],
+    )
+    pipe.save_pretrained(out_dir / "diffusers")
+    return {"single_file": single, "diffusers": out_dir / "diffusers", "t5": t5_dir}
+
+
 def write_tiny(out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0) -> dict[str, Path]:
     """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3`` or ``ltxv``) in every on-disk format."""
     if family in ("ltx2-2.0", "ltx2-2.3"):
         return write_tiny_ltx2(out_dir, version=family.removeprefix("ltx2-"), seed=seed)
     if family == "ltxv":
-        from ltx_trainer.models.ltxv import write_tiny_ltxv
-
         return write_tiny_ltxv(Path(out_dir), seed=seed)
     raise ValueError(f"family {family!r} is not one of ltx2-2.0, ltx2-2.3, ltxv")

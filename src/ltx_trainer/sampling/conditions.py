@@ -51,22 +51,9 @@ from ltx_trainer.config import (
 from ltx_trainer.data.media import is_image_file, read_audio, read_video, resize_and_crop
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.base import LTXModel
-from ltx_trainer.sampling.devices import on_device
-from ltx_trainer.training.strategies import LatentGrid, ReferenceScale, reference_video_positions
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The output: ``width x height x frames`` at ``fps``."""
-
-    width: int
-    height: int
-    frames: int
-    fps: float
-
-    @property
-    def seconds(self) -> float:
-        return self.frames / self.fps
+from ltx_trainer.models.devices import on_device
+from ltx_trainer.models.geometry import Geometry
+from ltx_trainer.models.latents import LatentGrid, ReferenceScale, reference_video_positions
 
 
 @dataclass

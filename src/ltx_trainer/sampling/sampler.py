@@ -28,13 +28,16 @@ import torch
 import torch.nn.functional as F
 
 from ltx_trainer import logger
-from ltx_trainer.data.media import MediaError, check_num_frames, check_resolution, write_audio, write_image, write_video
+from ltx_trainer.data.media import write_audio, write_image, write_video
+from ltx_trainer.errors import MediaError
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.base import FamilySpec, LTXModel, ModalityInput, Perturbation, TextContext, TextFeatures
+from ltx_trainer.models.devices import device_of as _device_of
+from ltx_trainer.models.devices import on_device
+from ltx_trainer.models.families import sampling_defaults
+from ltx_trainer.models.geometry import Geometry, LatentGrid
+from ltx_trainer.models.latents import sigma_schedule
 from ltx_trainer.sampling.conditions import EncodedConditions, ModalityConditioning
-from ltx_trainer.sampling.devices import device_of as _device_of
-from ltx_trainer.sampling.devices import on_device
-from ltx_trainer.training.timesteps import sigma_schedule
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -139,24 +142,12 @@ class SampleSpec:
 
     @classmethod
     def family_defaults(cls, spec: FamilySpec, **overrides: object) -> "SampleSpec":
-        """The official one-stage defaults: LTX-2 (40 steps, STG block 29) and LTX-2.3/2.5 (30 steps, block 28) use
-        CFG 3 (video) / 7 (audio), STG 1, modality 3, rescale 0.7; LTX-Video uses CFG 3 without STG (pass
-        ``video_stg`` and ``stg_blocks`` to turn it on)."""
-        if spec.family == "ltxv":
-            base = cls(steps=40, video_cfg=3.0, generate_audio=False)
-        else:
-            base = cls(
-                steps=40 if spec.version == "2.0" else 30,
-                video_cfg=3.0,
-                audio_cfg=7.0,
-                video_stg=1.0,
-                audio_stg=1.0,
-                stg_blocks=(29,) if spec.version == "2.0" else (28,),
-                video_modality=3.0,
-                audio_modality=3.0,
-                rescale=0.7,
-            )
-        return replace(base, **overrides)
+        """The family's official one-stage defaults (``models.families.sampling_defaults``), then ``overrides``."""
+        return replace(cls(**sampling_defaults(spec)), **overrides)
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.width, self.height, self.frames, self.fps)
 
 
 def check_geometry(spec: SampleSpec, family: FamilySpec, where: str = "sample") -> None:
@@ -166,8 +157,7 @@ def check_geometry(spec: SampleSpec, family: FamilySpec, where: str = "sample") 
         ValueError: naming ``where`` (e.g. ``validation.samples[0].video_dims``) and the nearest valid values.
     """
     try:
-        check_resolution(spec.width, spec.height, family.spatial_compression)
-        check_num_frames(spec.frames, family.temporal_compression)
+        spec.geometry.check(family.temporal_compression, family.spatial_compression)
     except MediaError as e:
         raise ValueError(f"{where}: {e.reason}") from e
 
@@ -204,7 +194,7 @@ class _Stream:
     frozen: bool
     n_reference: int
     guidance: Guidance
-    grid: tuple[int, ...]
+    grid: LatentGrid
 
     def model_input(self, sigma: float) -> ModalityInput:
         timesteps = torch.where(self.keep[..., 0], 0.0, sigma) if not self.frozen else torch.zeros_like(self.x[..., 0])
@@ -221,7 +211,7 @@ def _stream(
     cond: ModalityConditioning | None,
     positions: torch.Tensor,
     guidance: Guidance,
-    grid: tuple[int, ...],
+    grid: LatentGrid,
     device: torch.device,
 ) -> _Stream:
     n = positions.shape[2]
@@ -298,8 +288,8 @@ def generate(
     fam = model.spec
     check_geometry(spec, fam)
     device = _device_of(model.transformer)
-    frames = lat.latent_frames(spec.frames, fam.temporal_compression)
-    height, width = spec.height // fam.spatial_compression, spec.width // fam.spatial_compression
+    video_grid = spec.geometry.latent_grid(fam.temporal_compression, fam.spatial_compression)
+    frames, height, width = video_grid.frames, video_grid.height, video_grid.width
     want_video = spec.generate_video or (conditions.video is not None and conditions.video.frozen)
     want_audio = fam.has_audio and (spec.generate_audio or (conditions.audio is not None and conditions.audio.frozen))
     if spec.frames == 1 and want_audio and want_video and not (conditions.audio and conditions.audio.frozen):
@@ -315,13 +305,15 @@ def generate(
         shape = (1, frames * height * width, fam.latent_channels)
         noise = torch.randn(shape, generator=generator)
         positions = model.video_positions(1, frames, height, width, spec.fps)
-        grid = (frames, height, width)
+        grid = video_grid
         streams["video"] = _stream("video", noise, conditions.video, positions, spec.video_guidance, grid, device)
     if want_audio:
         steps = lat.audio_latent_steps(spec.frames / spec.fps, fam.audio_latents_per_second)
         noise = torch.randn(1, steps, fam.audio_latent_channels * fam.audio_mel_bins, generator=generator)
         positions = model.audio_positions(1, steps)
-        streams["audio"] = _stream("audio", noise, conditions.audio, positions, spec.audio_guidance, (steps,), device)
+        streams["audio"] = _stream(
+            "audio", noise, conditions.audio, positions, spec.audio_guidance, LatentGrid(steps, 1, 1), device
+        )
     generated = [s for s in streams.values() if not s.frozen]
     if not generated:
         raise ValueError("every modality is frozen: nothing to generate")
@@ -357,7 +349,8 @@ def generate(
 
     video_latents = audio_latents = None
     if "video" in streams:
-        video_latents = model.unpatchify_video(streams["video"].target().cpu(), *streams["video"].grid)
+        grid = streams["video"].grid
+        video_latents = model.unpatchify_video(streams["video"].target().cpu(), grid.frames, grid.height, grid.width)
     if "audio" in streams:
         audio_latents = lat.unpatchify_audio(
             streams["audio"].target().cpu(), fam.audio_latent_channels, fam.audio_mel_bins

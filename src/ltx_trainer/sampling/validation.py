@@ -14,29 +14,15 @@ Samples may be smaller than the training clips: the schedule's shift follows the
 import re
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ltx_trainer import logger
 from ltx_trainer.config import LtxTrainerConfig, ValidationAudioToVideo, ValidationConfig, ValidationVideoToAudio
-from ltx_trainer.models.base import LTXModel, TextFeatures
-from ltx_trainer.models.errors import ModelLoadError
-from ltx_trainer.sampling.conditions import EncodedConditions, Geometry, encode_conditions
-from ltx_trainer.sampling.devices import on_device
-from ltx_trainer.sampling.sampler import SampleSpec, check_geometry, generate, save_sample
-
-
-@dataclass
-class PreparedSample:
-    """One validation sample ready to draw: ``index`` is the ``k`` in its file name."""
-
-    index: int
-    prompt: str
-    spec: SampleSpec
-    conditions: EncodedConditions
+from ltx_trainer.models.base import LTXModel
+from ltx_trainer.sampling.runner import SampleRunner
+from ltx_trainer.sampling.sampler import SampleSpec, check_geometry
 
 
 def sample_spec(config: ValidationConfig, index: int, model: LTXModel) -> SampleSpec:
@@ -72,19 +58,6 @@ def sample_spec(config: ValidationConfig, index: int, model: LTXModel) -> Sample
     if ValidationAudioToVideo in kinds and not spec.generate_video:
         raise ValueError(f"validation.samples[{index}]: audio_to_video generates video, but generate_video is false")
     return spec
-
-
-def encode_prompts(model: LTXModel, prompts: list[str]) -> dict[str, TextFeatures]:
-    """Features of each distinct prompt (on the CPU), then the text encoder is unloaded."""
-    connectors = getattr(model, "connectors", None)  # LTX-2: next to the text encoder while encoding
-    modules = [connectors] if isinstance(connectors, nn.Module) else []
-    try:
-        with on_device(modules, "cpu" if modules else None):
-            features = {p: model.encode_text([p]) for p in dict.fromkeys(prompts)}
-    except ModelLoadError as e:
-        raise ModelLoadError(f"validation.samples need the text encoder to encode their prompts once: {e}") from e
-    model.unload_text_encoder()
-    return features
 
 
 @contextmanager
@@ -126,8 +99,7 @@ class ValidationRunner:
         self.model = model
         self.samples_dir = Path(output_dir) / "samples"
         self.device = torch.device(device)
-        self.features: dict[str, TextFeatures] = {}
-        self.prepared: list[PreparedSample] = []
+        self.runner = SampleRunner(model, self.device)
 
     @classmethod
     def for_training(
@@ -145,18 +117,15 @@ class ValidationRunner:
         cfg = self.config
         started = time.perf_counter()
         specs = [sample_spec(cfg, i, self.model) for i in range(len(cfg.samples))]  # geometry errors first
-        self.features = encode_prompts(self.model, [s.prompt for s in cfg.samples] + [cfg.negative_prompt])
-        self.prepared = []
-        for i, (sample, spec) in enumerate(zip(cfg.samples, specs, strict=True)):
-            geo = Geometry(spec.width, spec.height, spec.frames, spec.fps)
-            try:
-                conditions = encode_conditions(self.model, sample.conditions, geo, self.device)
-            except ValueError as e:
-                raise ValueError(f"validation.samples[{i}].conditions: {e}") from e
-            self.prepared.append(PreparedSample(i + 1, sample.prompt, spec, conditions))
+        prepared = self.runner.prepare(
+            [(sample.prompt, sample.conditions, spec) for sample, spec in zip(cfg.samples, specs, strict=True)],
+            cfg.negative_prompt,
+            labels=[f"validation.samples[{i}].conditions" for i in range(len(cfg.samples))],
+            needed_by="validation.samples",
+        )
         logger.info(
             "validation: %d samples prepared (prompts cached, text encoder unloaded) in %.1f s",
-            len(self.prepared),
+            len(prepared),
             time.perf_counter() - started,
         )
 
@@ -178,13 +147,8 @@ class ValidationRunner:
     def run(self, step: int, rank: int = 0, world_size: int = 1) -> list[Path]:
         """Draw this rank's share of the samples; returns the files written."""
         started = time.perf_counter()
-        written = []
-        negative = self.features[self.config.negative_prompt]
-        for item in self.prepared[rank::world_size]:
-            sample = generate(self.model, self.features[item.prompt], negative, item.spec, item.conditions)
-            written.append(
-                save_sample(self.model, sample, self.path(step, item.index), item.spec.fps, self.device, item.spec.seed)
-            )
+        items = self.runner.prepared[rank::world_size]
+        written = [self.runner.draw(item, self.path(step, item.index)) for item in items]
         logger.info("validation at step %d: %d samples in %.1f s", step, len(written), time.perf_counter() - started)
         return written
 

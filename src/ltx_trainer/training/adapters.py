@@ -1,13 +1,8 @@
-"""LoRA and full fine-tuning setup, and export in the layouts every consumer reads.
+"""LoRA setup on the transformer (peft): inject, collect and restore the adapter weights.
 
-LoRA files use the official / ComfyUI layout ``diffusion_model.<official module path>.lora_{A,B}.weight`` with
-``[r, in]`` / ``[out, r]`` shapes and **alpha/r folded into B**: ltx-core's fusion and ComfyUI (without ``.alpha``)
-apply ``B @ A`` unscaled, and diffusers reads the same file, so all three reproduce the trained model. Full
-fine-tunes are written as an official single file (``model.diffusion_model.*`` + metadata config).
+The files are written and read by ``models.lora_files`` (layouts, alpha folding, header keys); full fine-tunes are
+written by the model itself (``save_full_checkpoint``).
 """
-
-import json
-from collections.abc import Callable
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -17,7 +12,6 @@ from torch import nn
 from ltx_trainer.config import LoraConfig
 
 ADAPTER = "default"
-COMFY_PREFIX = "diffusion_model."
 
 
 def add_lora(transformer: nn.Module, lora: LoraConfig) -> list[nn.Parameter]:
@@ -52,37 +46,3 @@ def load_lora_state_dict(transformer: nn.Module, sd: dict[str, torch.Tensor]) ->
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"LoRA weights do not fit the model: unexpected keys {unexpected[:5]}")
-
-
-def export_lora(
-    sd: dict[str, torch.Tensor],
-    rank: int,
-    alpha: float,
-    to_official: Callable[[str], str],
-    dtype: torch.dtype = torch.bfloat16,
-    prefix: str = COMFY_PREFIX,
-) -> dict[str, torch.Tensor]:
-    """peft-named fp32 weights -> ``<prefix><module>.lora_{A,B}.weight`` with ``alpha / rank`` folded into B.
-
-    The default gives the ComfyUI/official layout (``to_official`` renames diffusers module paths); with
-    ``prefix="transformer."`` and an identity rename it gives diffusers' own layout.
-    """
-    scale = alpha / rank
-    out = {}
-    for key, value in sd.items():
-        module, _, suffix = key.rpartition(".lora_")
-        tensor = value * scale if suffix.startswith("B") else value
-        out[f"{prefix}{to_official(module)}.lora_{suffix}"] = tensor.to(dtype).contiguous()
-    return out
-
-
-def lora_metadata(rank: int, alpha: float, target_modules: list[str], extra: dict[str, str] | None = None) -> dict:
-    """Safetensors header for LoRA files: strings only. ``alpha`` is recorded, but already folded into B."""
-    return {
-        "format": "pt",
-        "ltx_trainer_rank": str(rank),
-        "ltx_trainer_alpha": str(alpha),
-        "ltx_trainer_alpha_folded_into_B": "true",
-        "ltx_trainer_target_modules": json.dumps(list(target_modules)),
-        **(extra or {}),
-    }

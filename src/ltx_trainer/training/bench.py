@@ -11,7 +11,6 @@ import resource
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -20,13 +19,13 @@ from ltx_trainer.config import parse_config
 from ltx_trainer.data.cache import write_sample_file
 from ltx_trainer.data.dataset import collate
 from ltx_trainer.models import latents as lat
-from ltx_trainer.models.base import FamilySpec
+from ltx_trainer.models.architectures import random_model
+from ltx_trainer.models.base import LTXModel
+from ltx_trainer.models.devices import resolve_device
 from ltx_trainer.training.trainer import Trainer
 
 # Dense bf16 peak of known accelerators (TFLOP/s), for MFU.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0, "RTX 5090": 209.0}
-ARCHS = ("tiny-ltx2", "tiny-ltx2.3", "tiny-ltxv", "ltx2-19b", "ltx2.3-22b", "ltxv-2b", "ltxv-13b")
-GEMMA_3_12B = {"text_config": {"hidden_size": 3840, "num_hidden_layers": 48}}
 
 
 @dataclass
@@ -51,87 +50,15 @@ class BenchResult:
     mfu_pct: float | None
 
 
-def _official_transformer(arch: str) -> tuple[str, dict, dict | None]:
-    """(family, official transformer config, Gemma config for the connectors)."""
-    from ltx_trainer.models.formats import ltxv as ltxv_formats
-    from ltx_trainer.models.tiny import GEMMA_HIDDEN, GEMMA_LAYERS, tiny_ltx2_config
-
-    tiny_gemma = {"text_config": {"hidden_size": GEMMA_HIDDEN, "num_hidden_layers": GEMMA_LAYERS}}
-    if arch in ("tiny-ltx2", "tiny-ltx2.3"):
-        return "ltx2", tiny_ltx2_config("2.0" if arch == "tiny-ltx2" else "2.3")["transformer"], tiny_gemma
-    if arch == "ltx2-19b":  # ltx-core's configurator defaults are the 19B model; connectors 30 x 128, 2 layers
-        return (
-            "ltx2",
-            {
-                "caption_channels": 3840,
-                "connector_num_attention_heads": 30,
-                "connector_attention_head_dim": 128,
-                "connector_num_layers": 2,
-            },
-            GEMMA_3_12B,
-        )
-    if arch == "ltx2.3-22b":
-        text = resources.files("ltx_trainer.models").joinpath("configs/ltx-2.3-22b.json").read_text()
-        return "ltx2", json.loads(text)["transformer"], GEMMA_3_12B
-    if arch in ("tiny-ltxv", "ltxv-2b", "ltxv-13b"):
-        if arch == "tiny-ltxv":
-            from ltx_trainer.models.ltxv import TINY_TRANSFORMER
-
-            return "ltxv", ltxv_formats.transformer_official_config(TINY_TRANSFORMER), None
-        return "ltxv", ltxv_formats.KNOWN_TRANSFORMER_CONFIGS[arch.removeprefix("ltxv-")], None
-    raise ValueError(f"--arch {arch!r} is not one of {', '.join(ARCHS)}")
-
-
-def build_random_model(arch: str, device: torch.device, dtype: torch.dtype):
+def build_random_model(arch: str, device: torch.device, dtype: torch.dtype) -> LTXModel:
     """The model's trainable part (transformer, and connectors for LTX-2) with random weights, built on ``device``."""
-    family, official, gemma = _official_transformer(arch)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            if family == "ltx2":
-                from diffusers import LTX2VideoTransformer3DModel
-                from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
-
-                from ltx_trainer.models.formats import ltx2_text, ltx2_transformer
-                from ltx_trainer.models.ltx2 import LTX2Model
-
-                spec = FamilySpec(
-                    "ltx2", "2.3" if "2.3" in arch else "2.0", True, num_layers=official.get("num_layers", 48)
-                )
-                model = LTX2Model(spec, Path(arch), dtype=dtype)
-                model.__dict__["transformer"] = LTX2VideoTransformer3DModel(
-                    **ltx2_transformer.diffusers_config(official)
-                )
-                model.__dict__["connectors"] = LTX2TextConnectors(
-                    **ltx2_text.connectors_diffusers_config(official, None, gemma)
-                ).requires_grad_(False)
-            else:
-                from diffusers import LTXVideoTransformer3DModel
-
-                from ltx_trainer.models.formats import ltxv as ltxv_formats
-                from ltx_trainer.models.ltxv import LTXVModel
-
-                config = ltxv_formats.transformer_diffusers_config(official)
-                spec = FamilySpec("ltxv", "0.9.5", False, text_max_length=128, num_layers=config["num_layers"])
-                model = LTXVModel(spec, Path(arch), dtype=dtype)
-                model.__dict__["transformer"] = LTXVideoTransformer3DModel(**config)
-    finally:
-        torch.set_default_dtype(previous)
-    return model
+    return random_model(arch, device, dtype)
 
 
 def _synthetic_cache(root: Path, model, width: int, height: int, frames: int, samples: int = 4) -> None:
     spec = model.spec
     f, h, w = lat.latent_frames(frames), height // 32, width // 32
-    if spec.family == "ltx2":
-        connectors = model.connectors.config
-        if connectors.per_modality_projections:
-            dims = (connectors.video_hidden_dim, connectors.audio_hidden_dim)
-        else:
-            dims = (connectors.caption_channels, connectors.caption_channels)
-    else:
-        dims = (model.transformer.config.caption_channels,) * 2
+    dims = model.text_feature_dims()
     length = spec.text_max_length
     for i in range(samples):
         write_sample_file(
@@ -197,7 +124,7 @@ def run_bench(
     lora_rank: int = 64,
     gradient_checkpointing: bool = True,
 ) -> BenchResult:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(None)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = build_random_model(arch, device, dtype)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,22 +11,13 @@ The loop does not know conditioning modes; a strategy does. Per modality, in thi
 A frozen modality (``is_generated: false``) is all clean with sigma 0 and no loss (§6.6): audio-to-video and
 video-to-audio. Each generated modality samples its own sigma from its own (target) token count.
 
-Reference positions. The reference grid goes through the same position function as the target, starting at 0, so
-both share one spatio-temporal frame of reference. A reference encoded at ``1/k`` of the target size
-(``k = H'_t / H'_r = W'_t / W'_r``, a whole number) gets its height and width bounds multiplied by ``k``: reference
-token ``(y, x)`` then covers exactly the ``k x k`` target tokens it was pooled from. A reference that keeps every
-``S``-th source frame (``S = (F'_t - 1) / (F'_r - 1)``; its latents store ``fps = source_fps / S``) gets time bounds
-from that fps, shifted by ``-(S - 1) / target_fps`` and clamped at 0. The shift makes reference pixel frame ``p``
-(= source frame ``p*S``) span the ``S`` source frames that end with it, the causal convention of the VAE itself, and
-then reference latent frame 0 covers target latent frame 0 and reference latent frame ``j >= 1`` covers exactly
-target latent frames ``S*(j-1)+1 .. S*j``. ``k`` and ``S`` are read ONCE, at construction, from one (target,
-reference) pair under the data root (never the working directory), checked on every batch, and reported by
-``metadata()`` for the LoRA file header.
+Reference positions follow ``models.latents.reference_video_positions`` (y, x scaled by ``k``, time aligned for a
+temporal factor ``S``). The strategy receives ``k`` and ``S`` as a ``ReferenceScale`` (read once from the data root by
+``data.reference_scale.read_reference_scale``), checks every batch against it, and reports it in ``metadata()`` for
+the LoRA file header.
 """
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -41,9 +32,9 @@ from ltx_trainer.config import (
     SpatialCropCondition,
     SuffixCondition,
 )
-from ltx_trainer.data.cache import CACHE_SUFFIXES, read_sample_file
-from ltx_trainer.data.dataset import normalize_video_latents, precomputed_root
 from ltx_trainer.models.base import LTXModel, ModalityInput
+from ltx_trainer.models.latents import LatentGrid, ReferenceScale, reference_video_positions
+from ltx_trainer.models.lora_files import reference_scale_metadata
 from ltx_trainer.training.flow_matching import masked_mse, noisy_latents, velocity_target
 from ltx_trainer.training.timesteps import SigmaSampler
 
@@ -67,46 +58,6 @@ class PreparedModality:
     loss_mask: torch.Tensor | None
     weight: float = 1.0
     reference_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class LatentGrid:
-    frames: int
-    height: int
-    width: int
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.height * self.width
-
-    @property
-    def tokens(self) -> int:
-        return self.frames * self.tokens_per_frame
-
-
-@dataclass(frozen=True)
-class ReferenceScale:
-    """How a video reference was encoded relative to its target.
-
-    Attributes:
-        spatial: ``k``: the target latent height and width are ``k`` times the reference's.
-        temporal: ``S``: the reference keeps every ``S``-th source frame.
-    """
-
-    spatial: int = 1
-    temporal: int = 1
-
-    def check(self, target: LatentGrid, reference: LatentGrid) -> str | None:
-        """None if ``reference`` has this scale relative to ``target``, else what differs."""
-        spatial_ok = (reference.height * self.spatial, reference.width * self.spatial) == (target.height, target.width)
-        temporal_ok = reference.frames == 1 or target.frames - 1 == self.temporal * (reference.frames - 1)
-        if spatial_ok and temporal_ok:
-            return None
-        return (
-            f"reference latents F'xH'xW' {reference.frames}x{reference.height}x{reference.width} for target "
-            f"{target.frames}x{target.height}x{target.width} do not match the scale read at start "
-            f"(spatial {self.spatial}, temporal {self.temporal})"
-        )
 
 
 def _draw(batch: int, probability: float, generator: torch.Generator) -> torch.Tensor:
@@ -150,114 +101,6 @@ def condition_mask(
     return mask
 
 
-def reference_video_positions(
-    model: LTXModel,
-    batch: int,
-    grid: LatentGrid,
-    fps: float,
-    scale: ReferenceScale,
-    target_fps: float,
-) -> torch.Tensor:
-    """Positions ``[B, 3, N_ref, 2]`` of a video reference, aligned with its target (module docstring).
-
-    Args:
-        model: provides ``video_positions`` (the target's own grid function).
-        batch: batch size.
-        grid: the reference latent grid ``F'_r, H'_r, W'_r``.
-        fps: the reference's fps (``source_fps / S``).
-        scale: spatial ``k`` and temporal ``S`` factors.
-        target_fps: the target's fps.
-    """
-    positions = model.video_positions(batch, grid.frames, grid.height, grid.width, fps)
-    positions[:, 1:] = positions[:, 1:] * scale.spatial
-    if scale.temporal > 1:
-        positions[:, 0] = (positions[:, 0] - (scale.temporal - 1) / target_fps).clamp(min=0)
-    return positions
-
-
-def _files_by_id(folder: Path) -> dict[str, Path]:
-    """Relative sample id (path without suffix) -> cache file."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix in CACHE_SUFFIXES and path.is_file() and not path.name.startswith("."):
-            found.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
-    return found
-
-
-def _video_grid(path: Path) -> tuple[LatentGrid, float | None]:
-    data = normalize_video_latents(read_sample_file(path))
-    latents = data["latents"]
-    if latents.ndim != 4:
-        raise ValueError(f"{path}: expected video latents [C, F', H', W'], found shape {list(latents.shape)}")
-    fps = float(data["fps"]) if "fps" in data else None
-    return LatentGrid(*latents.shape[1:]), fps
-
-
-def infer_reference_scale(data_root: str | Path, target_dir: str, reference_dir: str, key: str) -> ReferenceScale:
-    """Read one (target, reference) pair under the data root and return its scale factors.
-
-    Args:
-        data_root: ``data.preprocessed_data_root`` (its ``.precomputed/`` subfolder is used when present).
-        target_dir, reference_dir: folders under it.
-        key: the config key that names ``reference_dir`` (for messages).
-
-    Raises:
-        FileNotFoundError: a folder is missing, or no sample id is in both.
-        ValueError: the factors are not whole numbers, differ between height and width, or the stored fps
-            disagrees with them; the message names both files.
-    """
-    root = precomputed_root(data_root)
-    folders = {target_dir: "training_strategy.video.latents_dir", reference_dir: key}
-    for folder, folder_key in folders.items():
-        if not (root / folder).is_dir():
-            raise FileNotFoundError(
-                f"{folder_key}: folder {folder!r} not found under {root}; preprocess that data or fix the folder name"
-            )
-    targets, references = _files_by_id(root / target_dir), _files_by_id(root / reference_dir)
-    shared = sorted(targets.keys() & references.keys())
-    if not shared:
-        raise FileNotFoundError(
-            f"{key}: no sample is in both {root / target_dir} and {root / reference_dir}; references must have the "
-            "same relative names as their targets"
-        )
-    target_file, reference_file = targets[shared[0]], references[shared[0]]
-    target, target_fps = _video_grid(target_file)
-    reference, reference_fps = _video_grid(reference_file)
-    pair = (
-        f"{reference_file} (F'xH'xW' {reference.frames}x{reference.height}x{reference.width}) for {target_file} "
-        f"({target.frames}x{target.height}x{target.width})"
-    )
-    k_h, k_w = target.height / reference.height, target.width / reference.width
-    if k_h != k_w or k_h < 1 or k_h != int(k_h):
-        raise ValueError(
-            f"{key}: reference {pair}: the spatial scale must be one whole number on both axes, got {k_h:g} (height) "
-            f"and {k_w:g} (width); re-run preprocessing with an integer reference downscale factor"
-        )
-    if reference.frames == 1:
-        temporal = 1  # a one-frame reference sits at time 0, whatever the target length
-    else:
-        s = (target.frames - 1) / (reference.frames - 1)
-        if s < 1 or s != int(s):
-            raise ValueError(
-                f"{key}: reference {pair}: the temporal scale (F'_t - 1) / (F'_r - 1) = {s:g} is not a whole number; "
-                "re-run preprocessing with an integer reference temporal scale factor"
-            )
-        temporal = int(s)
-    scale = ReferenceScale(int(k_h), temporal)
-    if target_fps is not None and reference_fps is not None and reference.frames > 1:
-        _check_reference_fps(target_fps, reference_fps, scale, f"{key}: reference {pair}")
-    logger.info("reference scale from %s: spatial %d, temporal %d", reference_file, scale.spatial, scale.temporal)
-    return scale
-
-
-def _check_reference_fps(target_fps: float, reference_fps: float, scale: ReferenceScale, where: str) -> None:
-    if not math.isclose(reference_fps * scale.temporal, target_fps, rel_tol=1e-3):
-        raise ValueError(
-            f"{where}: reference fps {reference_fps:g} is not target fps {target_fps:g} / {scale.temporal}; "
-            "temporally subsampled references must store fps = source_fps / factor (re-run preprocessing)"
-        )
-
-
 def _references(modality: ModalityConfig | None) -> list[tuple[int, ReferenceCondition]]:
     if modality is None:
         return []
@@ -273,32 +116,27 @@ class FlexibleStrategy:
 
     Args:
         config: the flexible strategy config.
-        data_root: ``data.preprocessed_data_root``; needed when the video has a ``reference`` condition (its scale
-            factors are read from one cached pair there).
+        reference_scale: the scale factors of the generated video's ``reference`` condition
+            (``data.reference_scale.read_reference_scale``); required with such a reference, ignored otherwise.
 
     Raises:
-        ValueError: more than one reference per modality, a bad spatial crop, a video reference without
-            ``data_root``, or a reference whose scale is not a whole number (naming the files).
-        FileNotFoundError: the target or reference folder is missing under the data root.
+        ValueError: more than one reference per modality, a bad spatial crop, or a video reference without
+            ``reference_scale``.
     """
 
-    def __init__(self, config: FlexibleStrategyConfig, data_root: str | Path | None = None):
+    def __init__(self, config: FlexibleStrategyConfig, reference_scale: ReferenceScale | None = None):
         self.config = config
-        self.data_root = Path(data_root) if data_root is not None else None
         self._check_conditions()
         self.reference_scale: ReferenceScale | None = None
         video_refs = _references(config.video)
         if video_refs and config.video.is_generated:
-            (index, reference), *_ = video_refs
-            key = f"training_strategy.video.conditions[{index}].latents_dir"
-            if self.data_root is None:
+            (index, _), *_ = video_refs
+            if reference_scale is None:
                 raise ValueError(
-                    f"{key}: a video reference needs the data root to read its scale factors; "
-                    "pass data.preprocessed_data_root to FlexibleStrategy"
+                    f"training_strategy.video.conditions[{index}].latents_dir: a video reference needs its scale "
+                    "factors; read them from the data root with data.reference_scale.read_reference_scale"
                 )
-            self.reference_scale = infer_reference_scale(
-                self.data_root, config.video.latents_dir, reference.latents_dir, key
-            )
+            self.reference_scale = reference_scale
 
     def _check_conditions(self) -> None:
         for label, modality in (("video", self.config.video), ("audio", self.config.audio)):
@@ -332,13 +170,7 @@ class FlexibleStrategy:
         ``reference_downscale_factor`` and ``reference_spatial_scale_factor`` are both ``k`` (the official files
         carry both names); ``reference_temporal_scale_factor`` is ``S``.
         """
-        if self.reference_scale is None:
-            return {}
-        return {
-            "reference_downscale_factor": str(self.reference_scale.spatial),
-            "reference_spatial_scale_factor": str(self.reference_scale.spatial),
-            "reference_temporal_scale_factor": str(self.reference_scale.temporal),
-        }
+        return reference_scale_metadata(self.reference_scale)
 
     def prepare(
         self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: torch.Generator
@@ -400,7 +232,7 @@ class FlexibleStrategy:
             )
         fps = _fps(data, target_fps / scale.temporal)
         if f > 1:
-            _check_reference_fps(target_fps, fps, scale, where)
+            scale.check_fps(target_fps, fps, where)
         positions = reference_video_positions(model, b, grid, fps, scale, target_fps)
         return model.patchify_video(latents), positions
 

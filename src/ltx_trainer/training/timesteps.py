@@ -8,11 +8,12 @@ NaN (Lightricks/LTX-2 PR #230). We compute the same quantity from complementary 
 finite for any sequence length.
 """
 
-import math
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+
+from ltx_trainer.models.latents import token_shift
 
 # Percentiles of the standard normal used for the stretch: 0.5 % and 99.9 %.
 _LOW_Z = 2.5758
@@ -22,11 +23,6 @@ _HIGH_Z = 3.0902
 class SigmaSampler(Protocol):
     def __call__(self, batch: int, seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[batch]`` sigmas in [0, 1] for a modality with ``seq_len`` tokens per sample."""
-
-
-def token_shift(seq_len: int, base_shift: float = 0.95, max_shift: float = 2.05) -> float:
-    """The logit-normal mean for ``seq_len`` tokens: linear through (1024, base_shift) and (4096, max_shift)."""
-    return base_shift + (seq_len - 1024) * (max_shift - base_shift) / (4096 - 1024)
 
 
 class ShiftedLogitNormal:
@@ -90,19 +86,3 @@ def make_sigma_sampler(mode: str, params: dict | None = None) -> SigmaSampler:
         return SAMPLERS[mode](**(params or {}))
     except TypeError as e:
         raise ValueError(f"flow_matching.timestep_sampling_params: {e}") from e
-
-
-def sigma_schedule(steps: int, num_tokens: int, terminal: float = 0.1, stretch: bool = True) -> torch.Tensor:
-    """Inference sigmas (``steps + 1`` values, last 0) shifted for the *actual* token count, as training samples them.
-
-    The official validation uses a fixed 4096-token shift while training uses the real count (Lightricks/LTX-2#283);
-    we use the real count in both.
-    """
-    mu = token_shift(num_tokens)
-    t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
-    sigmas = math.exp(mu) / (math.exp(mu) + (1 / t - 1))
-    if stretch:
-        one_minus = 1.0 - sigmas
-        scale = one_minus[-1] / (1.0 - terminal)
-        sigmas = 1.0 - one_minus / scale
-    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)]).float()

@@ -21,10 +21,12 @@ from ltx_trainer import logger
 from ltx_trainer.config import LtxTrainerConfig, dump_config
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
 from ltx_trainer.data.fingerprint import check_cache_fingerprint
+from ltx_trainer.data.reference_scale import read_reference_scale
 from ltx_trainer.integrations.report import write_report
 from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
+from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.sampling.validation import ValidationRunner
 from ltx_trainer.training import adapters, checkpoints
 from ltx_trainer.training.optim import make_optimizer, make_scheduler
@@ -109,7 +111,8 @@ class Trainer:
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
         self.model = model or load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
-        self.strategy = FlexibleStrategy(cfg.training_strategy.as_flexible(), cfg.data.preprocessed_data_root)
+        flexible = cfg.training_strategy.as_flexible()
+        self.strategy = FlexibleStrategy(flexible, read_reference_scale(flexible, cfg.data.preprocessed_data_root))
         self.sigma_sampler = make_sigma_sampler(
             cfg.flow_matching.timestep_sampling_mode, cfg.flow_matching.timestep_sampling_params
         )
@@ -152,8 +155,7 @@ class Trainer:
         problems = check_cache_fingerprint(cfg.data.preprocessed_data_root, self.model, list(self.strategy.sources()))
         if problems:
             raise ValueError("the cache does not match the configured model:\n  " + "\n  ".join(problems))
-        for name in ("video_vae", "vae", "audio_vae", "vocoder"):  # loaded for hashing; validation reloads lazily
-            self.model.__dict__.pop(name, None)
+        self.model.unload_codecs()  # loaded for hashing; validation reloads them lazily
         self.batch_sampler = BucketBatchSampler(
             [self.dataset.shape_key(i) for i in range(len(self.dataset))],
             cfg.optimization.batch_size,
@@ -333,26 +335,16 @@ class Trainer:
         path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
         if kind == "lora":
             lora = self.config.lora
-            tensors = adapters.export_lora(
-                adapters.lora_state_dict(transformer), lora.rank, lora.alpha, self.model.official_module_name, precision
-            )
-            metadata = adapters.lora_metadata(
+            save_lora(
+                self.model,
+                adapters.lora_state_dict(transformer),
                 lora.rank,
                 lora.alpha,
                 lora.target_modules,
-                {
-                    "ltx_trainer_base_family": self.model.spec.family,
-                    "ltx_trainer_base_version": self.model.spec.version,
-                    **self.strategy.metadata(),  # IC-LoRA reference scale factors, read by samplers
-                },
+                path,
+                precision,
+                self.strategy.metadata(),  # IC-LoRA reference scale factors, read by samplers
             )
-            checkpoints.atomic_save_safetensors(tensors, path, metadata)
-            if self.model.spec.family == "ltxv":  # LTXV tools also expect diffusers' own layout
-                diffusers_layout = adapters.export_lora(
-                    adapters.lora_state_dict(transformer), lora.rank, lora.alpha, str, precision, "transformer."
-                )
-                diffusers_path = path.with_name(path.stem + "_diffusers.safetensors")
-                checkpoints.atomic_save_safetensors(diffusers_layout, diffusers_path, metadata)
         else:
             self.model.save_full_checkpoint(path, precision, transformer.state_dict())
         if self.config.checkpoints.save_training_state != "off":

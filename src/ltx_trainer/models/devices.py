@@ -1,9 +1,19 @@
-"""Where sampling's modules run: the VAEs and the vocoder live on the CPU and visit the accelerator only to work."""
+"""Where modules run: the one device resolver, and moving modules to a device for a while.
+
+The VAEs and the vocoder live on the CPU during training and sampling and visit the accelerator only to work.
+"""
 
 from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` or None -> ``cuda`` when available, else ``cpu``; anything else as given (``cuda:1``, ``cpu``)."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def device_of(module: torch.nn.Module) -> torch.device:
