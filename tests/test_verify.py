@@ -202,10 +202,11 @@ def test_decode_writes_mp4_with_audio(cache, tiny_ltx2, tmp_path):
     shutil.copytree(root / "latents", root / "reference_latents")
     result = _run(decode, cache, "--model", model, "--out", tmp_path / "all", "--limit", "2", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["b0_0.mp4", "b0_1.mp4"]
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["b0_0.mp4", "b0_1.mp4", "decoded_reference_videos"]
     info = probe(tmp_path / "all" / "b0_1.mp4", count_frames=True)
     assert info.num_frames == SMALL.frames and info.has_audio
-    reference = probe(tmp_path / "decoded_reference_videos" / "b0_1.mp4", count_frames=True)
+    assert not (tmp_path / "decoded_reference_videos").exists(), "--out X keeps the references under X"
+    reference = probe(tmp_path / "all" / "decoded_reference_videos" / "b0_1.mp4", count_frames=True)
     assert reference.num_frames == SMALL.frames and not reference.has_audio
 
     result = _run(decode, root / "audio_latents" / "b0_0.safetensors", "--model", model, "--device", "cpu")

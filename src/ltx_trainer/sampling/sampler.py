@@ -25,10 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from ltx_trainer import logger
-from ltx_trainer.data.media import write_audio, write_image, write_video
+from ltx_trainer.data.decode import decode_latents, write_decoded
 from ltx_trainer.errors import MediaError
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.base import FamilySpec, LTXModel, ModalityInput, Perturbation, TextContext, TextFeatures
@@ -361,41 +359,13 @@ def generate(
 # ---------------------------------------------------------------------------------------------------------------------
 # Decoding and writing
 # ---------------------------------------------------------------------------------------------------------------------
-def _side_by_side(reference: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[F, H, W, 3]`` reference left of the output (resized to its height, frames repeated or cut)."""
-    count, height = frames.shape[0], frames.shape[1]
-    ref = reference[torch.arange(count).clamp(max=reference.shape[0] - 1)]
-    if ref.shape[1] != height:
-        width = max(2, round(ref.shape[2] * height / ref.shape[1]))
-        ref = F.interpolate(ref.permute(0, 3, 1, 2).float(), size=(height, width), mode="bilinear", antialias=True)
-        ref = ref.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return torch.cat([ref, frames], dim=2)
-
-
 @torch.no_grad()
 def decode_sample(
     model: LTXModel, sample: Sample, device: torch.device | str | None = None, seed: int = 0
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, int | None]:
-    """Latents -> (uint8 frames ``[F, H, W, 3]``, waveform ``[2, S]`` float, sample rate).
-
-    The decoders move to ``device`` only while they run. The video decoder's noise (LTX-2 decodes with a little
-    noise, as ltx-core) comes from ``seed`` without touching the global random state.
-    """
-    frames = waveform = rate = None
-    if sample.video_latents is not None:
-        vae = model.video_vae
-        target = torch.device(device) if device is not None else _device_of(vae)
-        with on_device([vae], device), torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
-            torch.manual_seed(seed)
-            pixels = model.decode_video(sample.video_latents.to(target))[0]  # [3, F, H, W] in [-1, 1]
-        frames = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
-        if sample.reference_frames is not None:
-            frames = _side_by_side(sample.reference_frames, frames)
-    if sample.audio_latents is not None:
-        with on_device([model.audio_vae, model.vocoder], device):
-            waveform, rate = model.decode_audio(sample.audio_latents)
-        waveform = waveform[0].float().clamp(-1, 1).cpu()
-    return frames, waveform, rate
+    """Latents -> (uint8 frames ``[F, H, W, 3]``, waveform ``[2, S]`` float, sample rate); see
+    ``data.decode.decode_latents`` (decoders on ``device`` only while they run, decoder noise from ``seed``)."""
+    return decode_latents(model, sample.video_latents, sample.audio_latents, device, seed, sample.reference_frames)
 
 
 @torch.no_grad()
@@ -410,18 +380,7 @@ def save_sample(
     """Decode and write: mp4 (with audio when generated), png for one frame, wav for audio only. The suffix of
     ``path`` is replaced accordingly; returns the written path."""
     frames, waveform, rate = decode_sample(model, sample, device, seed)
-    path = Path(path)
-    if frames is None:
-        path = path.with_suffix(".wav")
-        write_audio(path, waveform, rate)
-    elif frames.shape[0] == 1:
-        path = path.with_suffix(".png")
-        write_image(path, frames[0])
-    else:
-        path = path.with_suffix(".mp4")
-        write_video(path, frames, fps, audio=waveform, audio_sample_rate=rate)
-    logger.info("sample written: %s", path)
-    return path
+    return write_decoded(path, frames, waveform, rate, fps)
 
 
 __all__ = [
