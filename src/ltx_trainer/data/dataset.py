@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ltx_trainer import logger
 from ltx_trainer.data.cache import AUDIO_MISSING_KEY, CACHE_SUFFIXES, CacheError, read_sample_file, read_scalars
-from ltx_trainer.data.checks import check_sample_data, guess_kind
+from ltx_trainer.data.checks import SampleCheckError, check_sample_data, guess_kind
 from ltx_trainer.errors import DataError
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class PrecomputedDataset(Dataset):
         self.root = precomputed_root(data_root)
         self.sources = dict(sources)
         self.spec = spec
+        self._text_width: dict[str, tuple] = {}
         self.kinds = {folder: _KIND_OF_KEY.get(key) or guess_kind(folder) for folder, key in self.sources.items()}
         indexes = {}
         for folder in self.sources:
@@ -131,6 +132,7 @@ class PrecomputedDataset(Dataset):
             raise CacheIncomplete(f"{self.root}: no sample has every source {list(self.sources)}; nothing to train on")
         self.ids = complete
         self.files = {i: {folder: indexes[folder].get(i) for folder in self.sources} for i in complete}
+        self._audio_steps = self._real_audio_lengths() if self.video_only else {}
 
     def _video_only(self, candidates: list[str], indexes: dict[str, dict[str, Path]]) -> set[str]:
         """Samples that lack only audio sources and whose video latents say they have no audio."""
@@ -150,6 +152,28 @@ class PrecomputedDataset(Dataset):
                 continue  # unreadable: skipped as incomplete, and verify names it
         return found
 
+    def _real_audio_lengths(self) -> dict[tuple, int]:
+        """(video latent frames, fps) -> audio latent steps of a real sample of that length (header reads only), so
+        a video-only sample's silent audio is exactly as long as the audio VAE makes it for such a clip."""
+        video = next(f for f, k in self.kinds.items() if k == "video_latents")
+        audio = next(f for f, k in self.kinds.items() if k == "audio_latents")
+        wanted = {self._video_key(self.files[i][video]) for i in self.video_only}
+        found: dict[tuple, int] = {}
+        for sample in self.ids:
+            if sample in self.video_only or not wanted - set(found):
+                continue
+            key = self._video_key(self.files[sample][video])
+            if key in wanted and key not in found:
+                steps = read_scalars(self.files[sample][audio]).get("num_time_steps")
+                if steps is not None:
+                    found[key] = int(steps)
+        return found
+
+    @staticmethod
+    def _video_key(path: Path) -> tuple:
+        scalars = read_scalars(path)
+        return scalars.get("num_frames"), scalars.get("fps")
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -161,7 +185,15 @@ class PrecomputedDataset(Dataset):
             if path is None:  # a video-only sample's audio source: filled in below
                 continue
             data = read_sample_file(path)
-            check_sample_data(data, self.kinds[folder], self.spec, path)
+            info = check_sample_data(data, self.kinds[folder], self.spec, path)
+            if "width" in info:  # every sample's text features must be as wide as the first one's
+                first = self._text_width.setdefault(folder, (info["width"], path))
+                if first[0] != info["width"]:
+                    raise SampleCheckError(
+                        "shape",
+                        f"{path}: text features {info['width'][0]} wide, but {first[1]} has {first[0][0]}: made by "
+                        "another text encoder; re-run preprocessing (ltx-trainer verify lists every such file)",
+                    )
             if key == "conditions":
                 data = normalize_conditions(data)
             elif "latents" in data and data["latents"].ndim == 2 and "num_frames" in data:
@@ -189,7 +221,9 @@ class PrecomputedDataset(Dataset):
         video = next(item[k] for f, k in self.sources.items() if self.kinds[f] == "video_latents")
         frames = (int(video["latents"].shape[1]) - 1) * spec.temporal_compression + 1
         duration = frames / float(video.get("fps", 25.0))
-        steps = audio_latent_steps(duration, spec.audio_latents_per_second)
+        steps = self._audio_steps.get((video.get("num_frames"), video.get("fps")))
+        if steps is None:  # no real sample of this length: the ltx-core rule
+            steps = audio_latent_steps(duration, spec.audio_latents_per_second)
         latents = torch.zeros(spec.audio_latent_channels, steps, spec.audio_mel_bins)
         return {
             "latents": latents,
