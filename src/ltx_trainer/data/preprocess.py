@@ -1,8 +1,10 @@
 """Precompute what training reads: video latents, audio latents, text features, masks and IC-LoRA references.
 
-Input: a folder of media with sidecar captions (``clip.mp4`` + ``clip.txt``), or a CSV / JSON / JSONL metadata file
-with the official columns (``media_path`` or ``video``, ``caption``, ``audio``, ``reference_video`` or
-``ref_media_path``, ``reference_audio``, ``video_mask``, ``audio_mask``), paths relative to the metadata file.
+Input (``data/preprocess_inputs.py``): a folder of media with sidecar captions (``clip.mp4`` + ``clip.txt``), or a
+CSV / JSON / JSONL dataset file read by ``data/manifest.py`` (its column names: ``media_path``/``video``/...,
+``caption``, ``audio``, ``reference_video``, ``reference_audio``, ``video_mask``, ``audio_mask``), paths relative to
+the file.
+Buckets: ``data/buckets.py``; options, cache settings, report and summary: ``data/preprocess_options.py``.
 
 Output: the cache layout of ``data/cache.py`` (one file per sample and source folder, named after the main media
 path relative to the dataset root). Safetensors files (the default) keep the scalars and a fingerprint in the header
@@ -16,8 +18,9 @@ in a background thread while the encoders work on the current one. Text features
 caption, after the media, for the samples whose media succeeded.
 
 Bad input never stops a run: each bad sample is skipped with its reason, listed in ``preprocess_report.json`` in the
-output folder and in a summary table. Runs resume (samples whose outputs exist are skipped unless ``overwrite``),
-writes are atomic, and ``num_shards`` processes can split the work (interleaved).
+output folder and in a summary table. Runs resume: samples whose outputs exist and were made with the run's cache
+settings are skipped unless ``overwrite`` (a changed setting re-does the files it affects); writes are atomic, stale
+temporary files of killed runs are removed at start, and ``num_shards`` processes can split the work (interleaved).
 """
 
 from __future__ import annotations
@@ -577,7 +580,7 @@ def precompute(
     """Write the cache for ``items`` at one bucket (a small programmatic entry point); returns the sample ids.
 
     Raises:
-        ValueError: a sample could not be preprocessed (unlike the command, this entry point is strict).
+        SampleError: a sample could not be preprocessed (unlike the command, this entry point is strict).
     """
     options = PreprocessOptions(
         buckets=[bucket],
@@ -591,5 +594,5 @@ def precompute(
     )
     result = preprocess_items(model, items, options, dataset=out_root)
     if result.skipped:
-        raise ValueError("; ".join(f"{s.source}: {s.reason}" for s in result.skipped))
+        raise SampleError("; ".join(f"{s.source}: {s.reason}" for s in result.skipped))
     return result.written

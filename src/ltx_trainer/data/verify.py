@@ -36,7 +36,7 @@ from ltx_trainer.data.checks import (
     check_sample_data,
     guess_kind,
 )
-from ltx_trainer.data.dataset import index_cache_folder, precomputed_root
+from ltx_trainer.data.dataset import CacheIncomplete, index_cache_folder, precomputed_root
 from ltx_trainer.errors import UsageError
 from ltx_trainer.io import atomic_write_json
 
@@ -315,14 +315,14 @@ def verify_cache(
         The report; nothing on disk changes.
 
     Raises:
-        FileNotFoundError: The data root doesn't exist or holds no source folder.
+        CacheIncomplete: The data root doesn't exist or holds no source folder (a ``DataError``).
     """
     root = precomputed_root(data_root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: data root not found; pass the folder preprocessing wrote")
+        raise CacheIncomplete(f"{root}: data root not found; pass the folder preprocessing wrote")
     sources = dict(sources) if sources else discover_sources(root)
     if not sources:
-        raise FileNotFoundError(
+        raise CacheIncomplete(
             f"{root}: no source folder ({', '.join(KNOWN_SOURCES)}); pass --source or --config, or run preprocessing"
         )
     if isinstance(model, str | Path):
