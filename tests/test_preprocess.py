@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
 
+from cli_outcome import invoke
 from ltx_trainer import logger
 from ltx_trainer.commands.preprocess import preprocess
 from ltx_trainer.data.cache import read_fingerprint, read_sample_file
@@ -87,9 +87,9 @@ def test_choose_bucket_takes_nearest_aspect_then_most_frames_then_largest_area()
     # a square clip too short for every 49-frame bucket falls back to the one-frame bucket, as the official tool does
     assert choose_bucket(buckets, 700, 700, 30) == Bucket(512, 512, 1)
     assert choose_bucket(parse_buckets("512x512x49"), 700, 700, 30) is None
-    # still images take the F=1 buckets; without one, the nearest bucket's size with one frame
+    # still images take only a declared F=1 bucket: no "...x1" bucket is invented for them (issue 9.6)
     assert choose_bucket(buckets, 1920, 1080, 1, image=True) == Bucket(512, 512, 1)
-    assert choose_bucket(parse_buckets("768x448x89;512x512x49"), 1920, 1080, 1, image=True) == Bucket(768, 448, 1)
+    assert choose_bucket(parse_buckets("768x448x89;512x512x49"), 1920, 1080, 1, image=True) is None
 
 
 def test_reference_and_fps_options_are_checked_against_the_buckets() -> None:
@@ -111,7 +111,7 @@ def test_reference_and_fps_options_are_checked_against_the_buckets() -> None:
 
 def test_csv_json_jsonl_and_folder_datasets_give_the_same_samples(tmp_path: Path) -> None:
     (tmp_path / "clips").mkdir()
-    for name in ("a.mp4", "b.mp4", "ref_a.mp4", "a.wav"):
+    for name in ("a.mp4", "b.mp4", "ref_a.mp4", "a.wav", "notes.md"):
         (tmp_path / "clips" / name).write_bytes(b"x")
     (tmp_path / "clips" / "a.txt").write_text("first clip")
     (tmp_path / "clips" / "b.txt").write_text("second clip, with a comma")
@@ -141,7 +141,10 @@ def test_csv_json_jsonl_and_folder_datasets_give_the_same_samples(tmp_path: Path
         assert items[0].reference_video == tmp_path / "clips/ref_a.mp4" and items[0].audio == tmp_path / "clips/a.wav"
         assert items[1].reference_video is None and items[1].audio is None
     items, skipped, root = load_dataset(tmp_path / "clips")
-    assert root == tmp_path / "clips" and skipped == []
+    # every other file of the folder is accounted for: the audio-only file is skipped with why, the rest is listed
+    assert root == tmp_path / "clips"
+    assert [(s.source, s.kind) for s in skipped] == [("a.wav", "skipped"), ("notes.md", "not_media")]
+    assert "audio-only" in skipped[0].reason
     assert [(i.sample_id, i.caption) for i in items] == [
         ("a", "first clip"),
         ("b", "second clip, with a comma"),
@@ -151,10 +154,10 @@ def test_csv_json_jsonl_and_folder_datasets_give_the_same_samples(tmp_path: Path
 
 def test_metadata_problems_name_the_file_and_the_rows(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"x")
-    (tmp_path / "nocap.csv").write_text("media_path,text\na.mp4,hello\n")
-    with pytest.raises(ValueError, match=r"nocap\.csv.*'caption'.*--caption-column"):
+    (tmp_path / "nocap.csv").write_text("media_path,notes\na.mp4,hello\n")
+    with pytest.raises(ValueError, match=r"nocap\.csv.*caption.*--caption-column"):
         load_dataset(tmp_path / "nocap.csv")
-    items, _, _ = load_dataset(tmp_path / "nocap.csv", caption_column="text")
+    items, _, _ = load_dataset(tmp_path / "nocap.csv", caption_column="notes")
     assert items[0].caption == "hello"
     (tmp_path / "bad.json").write_text('{"media_path": "a.mp4"}')
     with pytest.raises(ValueError, match=r"bad\.json.*list"):
@@ -222,7 +225,7 @@ def test_safetensors_cache_has_the_official_keys_shapes_dtypes_and_a_fingerprint
     }
     assert check_cache_fingerprint(data, model20) == []
     report = json.loads((root / "preprocess_report.json").read_text())
-    assert report["counts"] == {"written": 4, "already_done": 0, "skipped": 0}
+    assert report["counts"] == {"written": 4, "already_done": 0, "redone": 0, "skipped": 0, "not_media": 0}
     assert set(report["timings"]) >= {"decode", "resize", "vae", "audio_vae", "text", "write"}
 
 
@@ -274,7 +277,7 @@ def test_a_cache_from_another_model_version_is_refused_with_the_rebuild_command(
     for problem in problems:
         assert "ltx2 2.0, but the model is ltx2 2.3" in problem
         assert f"ltx-trainer preprocess {data.absolute()} --model {tiny_ltx2['2.3']['single_file']}" in problem
-        assert f"--resolution-buckets '{SMALL}'" in problem and problem.endswith("--overwrite")
+        assert f"--resolution-buckets {SMALL}" in problem and problem.endswith("--overwrite")
     # the same model as a diffusers folder (its own Gemma copy) is the same model: accepted
     assert check_cache_fingerprint(data, load_model(tiny_ltx2["2.0"]["diffusers"])) == []
 
@@ -369,7 +372,13 @@ def test_bad_inputs_are_skipped_with_their_reason_and_the_rest_is_cached(tmp_pat
     for name, words in expected.items():
         assert words in reasons[name], (name, reasons[name])
     assert "--allow-missing-audio" in reasons["silent.mp4"]
-    assert report["counts"] == {"written": 1, "already_done": 0, "skipped": len(expected)}
+    assert report["counts"] == {
+        "written": 1,
+        "already_done": 0,
+        "redone": 0,
+        "skipped": len(expected),
+        "not_media": 0,
+    }
     cached = sorted(p.relative_to(data / ".precomputed").as_posix() for p in (data / ".precomputed").rglob("*.*"))
     assert cached == [
         "audio_latents/good.safetensors",
@@ -385,26 +394,24 @@ def test_cli_exit_code_is_nonzero_only_with_strict_or_when_nothing_succeeded(tmp
     app.command("noop")(lambda: None)  # two commands: the verb name is part of the command line, as in ltx-trainer
     model = ["--model", str(tiny_ltx2["2.0"]["single_file"]), "--text-encoder", str(tiny_ltx2["2.0"]["gemma"])]
     data = bad_folder(tmp_path / "data")
-    runner = CliRunner()
-
-    ok = runner.invoke(app, ["preprocess", str(data), *model, "--resolution-buckets", SMALL, "--allow-missing-audio"])
+    ok = invoke(app, ["preprocess", str(data), *model, "--resolution-buckets", SMALL, "--allow-missing-audio"])
     assert ok.exit_code == 0, ok.output
     assert "written" in ok.output and "skipped" in ok.output
     assert (data / ".precomputed" / "latents" / "silent.safetensors").exists()  # kept video-only
     assert not (data / ".precomputed" / "audio_latents" / "silent.safetensors").exists()
 
-    strict = runner.invoke(app, ["preprocess", str(data), *model, "--resolution-buckets", SMALL, "--strict"])
+    strict = invoke(app, ["preprocess", str(data), *model, "--resolution-buckets", SMALL, "--strict"])
     assert strict.exit_code == 1 and "--strict" in strict.output
 
     only_bad = tmp_path / "bad"
     only_bad.mkdir()
     shutil.copy(data / "corrupt.mp4", only_bad)
     shutil.copy(data / "corrupt.txt", only_bad)
-    nothing = runner.invoke(app, ["preprocess", str(only_bad), *model, "--resolution-buckets", SMALL])
+    nothing = invoke(app, ["preprocess", str(only_bad), *model, "--resolution-buckets", SMALL])
     assert nothing.exit_code == 1 and "nothing was preprocessed" in nothing.output
 
-    bad_bucket = runner.invoke(app, ["preprocess", str(data), *model, "--resolution-buckets", "64x64x10"])
-    assert bad_bucket.exit_code == 1 and "8k+1" in bad_bucket.output
+    bad_bucket = invoke(app, ["preprocess", str(data), *model, "--resolution-buckets", "64x64x10"])
+    assert bad_bucket.exit_code == 2 and "8k+1" in bad_bucket.output  # a usage error
 
 
 # ---- masks and references --------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import typer
-from typer.testing import CliRunner
 
+from cli_outcome import invoke
 from ltx_trainer.commands.compute_reference import compute_reference
 from ltx_trainer.data.media import probe, read_audio, read_video
 from ltx_trainer.data.reference import (
@@ -27,7 +27,7 @@ FRAMES, WIDTH, HEIGHT, FPS = 9, 64, 48, 24
 def _run(*args):
     app = typer.Typer()
     app.command()(compute_reference)
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return invoke(app, list(args))
 
 
 def _high_frequency_energy(frames: np.ndarray) -> float:

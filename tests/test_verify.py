@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
 
+from cli_outcome import invoke
 from ltx_trainer.commands.decode import decode
 from ltx_trainer.commands.verify import verify
 from ltx_trainer.config import dump_config
@@ -41,7 +41,7 @@ def _app(command) -> typer.Typer:
 
 
 def _run(command, *args: str):
-    return CliRunner().invoke(_app(command), [str(a) for a in args], catch_exceptions=False)
+    return invoke(_app(command), list(args))
 
 
 def _files(root: Path) -> set[str]:

@@ -52,37 +52,25 @@ def compute_reference(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ltx_trainer.data.media import MediaError
     from ltx_trainer.data.reference import collect_clips, compute_references, load_plugin
 
     console = Console(soft_wrap=True)
-
-    def fail(message: str) -> None:
-        console.print(f"[red]error:[/red] {message}", highlight=False)
-        raise typer.Exit(code=2)
-
-    try:
-        for module in plugin or []:
-            load_plugin(module)
-        total = len(collect_clips(source)[1])
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    for module in plugin or []:
+        load_plugin(module)
+    total = len(collect_clips(source)[1])
     columns = (TextColumn("references"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("references", total=total)
-        try:
-            pairs, pairs_file = compute_references(
-                source,
-                transform or ["canny"],
-                param or [],
-                out_dir=out_dir,
-                pairs_file=output,
-                captions=captions,
-                with_audio=audio,
-                overwrite=overwrite,
-                on_progress=lambda _: progress.advance(task),
-            )
-        except (ValueError, FileNotFoundError, MediaError) as e:
-            fail(str(e))
+        pairs, pairs_file = compute_references(
+            source,
+            transform or ["canny"],
+            param or [],
+            out_dir=out_dir,
+            pairs_file=output,
+            captions=captions,
+            with_audio=audio,
+            overwrite=overwrite,
+            on_progress=lambda _: progress.advance(task),
+        )
     where = os.path.commonpath([str(p.reference.parent) for p in pairs])
     console.print(f"{len(pairs)} reference video(s) in {where}; pairing file: {pairs_file}", highlight=False)

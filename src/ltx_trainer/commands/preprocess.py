@@ -7,14 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-console = Console(soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code=1)
 
 
 def preprocess(
@@ -44,9 +36,12 @@ def preprocess(
     format: Annotated[
         str, typer.Option(help="safetensors (fingerprinted, the default) or pt (the official ltx-trainer layout).")
     ] = "safetensors",
-    caption_column: Annotated[str, typer.Option(help="Caption column of the metadata file.")] = "caption",
+    caption_column: Annotated[
+        str | None, typer.Option(help="Caption column of the metadata file (default: caption, text or prompt).")
+    ] = None,
     media_column: Annotated[
-        str | None, typer.Option(help="Media column of the metadata file (default: media_path, else video).")
+        str | None,
+        typer.Option(help="Media column of the metadata file (default: media_path, video, image, path or file)."),
     ] = None,
     trigger: Annotated[
         str | None, typer.Option("--trigger", "--lora-trigger", help="Token prepended to every caption.")
@@ -92,6 +87,7 @@ def preprocess(
     skip finished samples; --num-shards splits the work between processes.
     """
     import torch
+    from rich.console import Console
 
     from ltx_trainer.data.preprocess import (
         PreprocessOptions,
@@ -100,30 +96,25 @@ def preprocess(
         preprocess_dataset,
         print_summary,
     )
-    from ltx_trainer.models.errors import ModelLoadError
+    from ltx_trainer.errors import PartialFailure, UsageError
     from ltx_trainer.models.families import load_model
 
-    try:
-        buckets = parse_buckets(resolution_buckets)
-    except ValueError as e:
-        _fail(f"--resolution-buckets: {e}")
+    console = Console(soft_wrap=True)
+    buckets = parse_buckets(resolution_buckets)
     if format not in ("safetensors", "pt"):
-        _fail(f"--format {format!r}: use safetensors or pt")
+        raise UsageError(f"--format {format!r}: use safetensors or pt")
     if crop not in ("center", "random"):
-        _fail(f"--crop {crop!r}: use center or random")
+        raise UsageError(f"--crop {crop!r}: use center or random")
     if latents_dtype not in ("bf16", "fp32"):
-        _fail(f"--latents-dtype {latents_dtype!r}: use bf16 or fp32")
+        raise UsageError(f"--latents-dtype {latents_dtype!r}: use bf16 or fp32")
     if (shard_index is None) != (num_shards is None):
-        _fail("--shard-index and --num-shards go together")
+        raise UsageError("--shard-index and --num-shards go together")
     if shard_index is None or num_shards is None:
         shard_index, num_shards = default_shard()
 
     resolved = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu"))
     dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
-    try:
-        loaded = load_model(model, text_encoder, dtype=dtype)
-    except ModelLoadError as e:
-        _fail(str(e))
+    loaded = load_model(model, text_encoder, dtype=dtype)
     options = PreprocessOptions(
         buckets=buckets,
         output=output,
@@ -143,13 +134,11 @@ def preprocess(
         device=str(resolved),
         progress=console.is_terminal,
         dtype=torch.bfloat16 if latents_dtype == "bf16" else torch.float32,
+        text_encoder=str(text_encoder) if text_encoder is not None else None,
     )
-    try:
-        result = preprocess_dataset(dataset, loaded, options, caption_column, media_column)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+    result = preprocess_dataset(dataset, loaded, options, caption_column, media_column)
     print_summary(result, console)
     if not result.succeeded:
-        _fail(f"nothing was preprocessed: all samples were skipped (see {result.report})")
-    if strict and result.skipped:
-        _fail(f"--strict: {len(result.skipped)} sample(s) skipped (see {result.report})")
+        raise PartialFailure(f"nothing was preprocessed: no sample was written or found done (see {result.report})")
+    if strict and result.failed:
+        raise PartialFailure(f"--strict: {len(result.failed)} sample(s) skipped (see {result.report})")

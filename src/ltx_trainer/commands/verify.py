@@ -46,39 +46,24 @@ def verify(
     from rich.console import Console
     from rich.table import Table
 
-    from ltx_trainer.config import ConfigError, load_config
+    from ltx_trainer.config import load_config
     from ltx_trainer.data.verify import quarantine, sources_from_config, sources_from_names, verify_cache, write_report
-    from ltx_trainer.models.errors import ModelLoadError
+    from ltx_trainer.errors import PartialFailure, UsageError
 
     console = Console(soft_wrap=True)
-
-    def fail(message: str) -> None:
-        console.print(f"[red]error:[/red] {message}", highlight=False)
-        raise typer.Exit(code=2)
-
     sources = None
     if config is not None:
-        try:
-            cfg = load_config(config)
-        except ConfigError as e:
-            fail(str(e))
+        cfg = load_config(config)
         sources = sources_from_config(cfg)
         data_root = data_root or Path(cfg.data.preprocessed_data_root)
         if model is None and Path(cfg.model.model_path).exists():
             model = Path(cfg.model.model_path)
             text_encoder = text_encoder or cfg.model.text_encoder_path
     if source:
-        try:
-            sources = {**(sources or {}), **sources_from_names(source)}
-        except ValueError as e:
-            fail(f"--source: {e}")
+        sources = {**(sources or {}), **sources_from_names(source)}
     if data_root is None:
-        fail("give a data root (or --config, whose data.preprocessed_data_root is used)")
-    try:
-        result = verify_cache(data_root, sources, model, text_encoder)
-    except (FileNotFoundError, ModelLoadError) as e:
-        fail(str(e))
-
+        raise UsageError("give a data root (or --config, whose data.preprocessed_data_root is used)")
+    result = verify_cache(data_root, sources, model, text_encoder)
     if fix:
         quarantine(result)
     path = write_report(result, report)
@@ -101,16 +86,13 @@ def verify(
         console.print(table)
         if len(result.problems) > max_rows:
             console.print(f"... and {len(result.problems) - max_rows} more in {path}")
-    good, total = len(result.good_samples), len(result.samples)
-    console.print(f"{good}/{total} samples ok; report: {path}", highlight=False)
     if result.quarantined:
         console.print(
             f"moved {len(result.quarantined)} sample(s) to {result.root / 'quarantine'} (nothing deleted)",
             highlight=False,
         )
+    console.print(f"report: {path}", highlight=False)
     if not result.ok:
-        remaining = len(result.remaining_problems)
-        hint = "" if fix else "; --fix moves broken samples to quarantine/"
-        console.print(f"[red]{remaining} problem(s) remain[/red]{hint}", highlight=False)
-        raise typer.Exit(code=1)
-    console.print("[green]cache ok[/green]")
+        hint = "" if fix or not result.bad_samples else "; --fix moves broken samples to quarantine/"
+        raise PartialFailure(f"{result.verdict}{hint}")
+    console.print(f"[green]{result.verdict}[/green]", highlight=False)

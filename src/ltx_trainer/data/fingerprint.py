@@ -301,22 +301,65 @@ def _mismatches(fingerprint: dict, model: object) -> list[str]:
     return reasons
 
 
-def _rebuild_hint(model: object, settings: dict) -> str:
-    """The ``ltx-trainer preprocess`` command that rebuilds a cache made with ``settings`` for ``model``."""
-    parts = ["ltx-trainer preprocess", settings.get("dataset") or "<dataset>", f"--model {model_path(model)}"]
-    if getattr(model, "text_encoder_path", None):
-        parts.append(f"--text-encoder {model.text_encoder_path}")
-    parts.append(f"--resolution-buckets '{settings.get('buckets') or '<WxHxF;...>'}'")
+def report_settings(root: Path) -> dict:
+    """The settings the ``preprocess_report.json`` under a cache root records (``{}`` when there is none)."""
+    try:
+        report = json.loads((Path(root) / "preprocess_report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    settings = dict(report.get("cache_settings") or {})
+    if report.get("dataset"):
+        settings["dataset"] = report["dataset"]
+    if (report.get("model") or {}).get("path"):
+        settings["model"] = report["model"]["path"]
+    return settings
+
+
+def rebuild_command(settings: Mapping, model: object | None = None, output: str | Path | None = None) -> str:
+    """The ``ltx-trainer preprocess`` command line that rebuilds a cache made with ``settings``, runnable as is.
+
+    ``settings`` are fingerprint or report values (``preprocess_options.cache_settings`` keys, ``dataset``, ``model``);
+    ``model`` (the model to rebuild for) overrides the recorded model and text encoder; ``output`` is the cache root.
+    """
+    import shlex
+
+    def q(value: object) -> str:
+        return shlex.quote(str(value))
+
+    path = model_path(model) if model is not None else settings.get("model")
+    text_encoder = getattr(model, "text_encoder_path", None) or settings.get("text_encoder_path")
+    parts = ["ltx-trainer preprocess", q(settings.get("dataset") or "<dataset>"), f"--model {q(path or '<model>')}"]
+    if text_encoder:
+        parts.append(f"--text-encoder {q(text_encoder)}")
+    parts.append(f"--resolution-buckets {q(settings.get('buckets') or '<WxHxF;...>')}")
+    if output is not None:
+        parts.append(f"--output {q(output)}")
     if settings.get("trigger"):
-        parts.append(f"--trigger '{settings['trigger']}'")
+        parts.append(f"--trigger {q(settings['trigger'])}")
     if settings.get("fps"):
         parts.append(f"--fps {settings['fps']:g}")
     if settings.get("crop") == "random":
         parts.append("--crop random")
+        if settings.get("seed"):
+            parts.append(f"--seed {settings['seed']}")
+    if settings.get("vae_tiling"):
+        parts.append("--vae-tiling")
+    if settings.get("latents_dtype") == "float32":
+        parts.append("--latents-dtype fp32")
+    if settings.get("audio") is False:
+        parts.append("--no-audio")
+    if settings.get("allow_missing_audio"):
+        parts.append("--allow-missing-audio")
     for key in ("reference_downscale_factor", "reference_temporal_scale_factor"):
         if (settings.get(key) or 1) > 1:
             parts.append(f"--{key.replace('_', '-')} {settings[key]}")
-    return f"Rebuild the cache for this model: {' '.join(parts)} --overwrite"
+    if settings.get("format") == "pt":
+        parts.append("--format pt")
+    return " ".join([*parts, "--overwrite"])
+
+
+def _rebuild_hint(model: object, settings: dict, output: Path | None = None) -> str:
+    return f"Rebuild the cache for this model: {rebuild_command(settings, model, output)}"
 
 
 def check_cache_fingerprint(data_root: str | Path, model: object, folders: Iterable[str] | None = None) -> list[str]:
@@ -342,7 +385,7 @@ def check_cache_fingerprint(data_root: str | Path, model: object, folders: Itera
     problems: list[str] = []
     unfingerprinted: dict[str, int] = {}
     groups: dict[tuple, dict] = {}
-    settings: dict = {}  # the run settings of the cache (from any fingerprint that has them), for the rebuild hint
+    settings: dict = report_settings(root)  # the run settings of the cache, for the rebuild hint
     for name in names:
         folder = root / name
         if not folder.is_dir() or name.startswith("."):
@@ -357,7 +400,7 @@ def check_cache_fingerprint(data_root: str | Path, model: object, folders: Itera
                 unfingerprinted[name] = unfingerprinted.get(name, 0) + 1
                 continue
             for key, value in fingerprint.items():
-                if value and not settings.get(key):
+                if value is not None and settings.get(key) is None:
                     settings[key] = value
             key = (
                 name,
@@ -372,7 +415,7 @@ def check_cache_fingerprint(data_root: str | Path, model: object, folders: Itera
         if reasons:
             problems.append(
                 f"{root / name}: {group['count']} file(s) (e.g. {group['example'].name}) {'; '.join(reasons)}. "
-                + _rebuild_hint(model, settings)
+                + _rebuild_hint(model, settings, root)
             )
     if unfingerprinted:
         counts = ", ".join(f"{name}/ {n}" for name, n in sorted(unfingerprinted.items()))

@@ -1,23 +1,14 @@
 """Precompute what training reads: video latents, audio latents, text features, masks and IC-LoRA references.
 
-Input: a folder of media with sidecar captions (``clip.mp4`` + ``clip.txt``), or a CSV / JSON / JSONL metadata file
-with the official columns (``media_path`` or ``video``, ``caption``, ``audio``, ``reference_video`` or
-``ref_media_path``, ``reference_audio``, ``video_mask``, ``audio_mask``), paths relative to the metadata file.
+Input (``data/preprocess_inputs.py``): a folder of media with sidecar captions (``clip.mp4`` + ``clip.txt``), or a
+CSV / JSON / JSONL dataset file read by ``data/manifest.py`` (its column names: ``media_path``/``video``/...,
+``caption``, ``audio``, ``reference_video``, ``reference_audio``, ``video_mask``, ``audio_mask``), paths relative to
+the file.
+Buckets: ``data/buckets.py``; options, cache settings, report and summary: ``data/preprocess_options.py``.
 
-Output (spec/anchors.md §2.10): one file per sample and source folder, named after the main media path relative to
-the dataset root with its suffix replaced (``clips/a.mp4`` -> ``latents/clips/a.safetensors`` or ``.pt``)::
-
-    latents/                  latents [128, F', H', W'] bf16, num_frames, height, width, fps
-    conditions/               video_prompt_embeds [L, Dv] bf16, audio_prompt_embeds [L, Da] bf16 (LTX-2),
-                              prompt_attention_mask [L]
-    audio_latents/            latents [8, T, 16] fp32, num_time_steps, frequency_bins, duration
-    reference_latents/        like latents/, at H'/k, W'/k, temporally subsampled by S (fps = source fps / S)
-    reference_audio_latents/  like audio_latents/
-    video_masks/              mask [F', H', W'] float {0, 1} (1 = conditioning: kept clean, no loss)
-    audio_masks/              mask [T] float {0, 1}
-
-Safetensors files (the default) keep the scalars and a fingerprint in the header (``data/fingerprint.py``);
-``format="pt"`` writes the official ``torch.save`` dicts exactly (no fingerprint).
+Output: the cache layout of ``data/cache.py`` (one file per sample and source folder, named after the main media
+path relative to the dataset root). Safetensors files (the default) keep the scalars and a fingerprint in the header
+(``data/fingerprint.py``); ``format="pt"`` writes the official ``torch.save`` dicts (no fingerprint).
 
 Per sample: decode up to the longest bucket's frames (optionally resampled to a target fps), pick the bucket
 (:func:`choose_bucket`), take its first F frames, resize to cover and centre/random crop, encode; the audio comes from
@@ -27,541 +18,63 @@ in a background thread while the encoders work on the current one. Text features
 caption, after the media, for the samples whose media succeeded.
 
 Bad input never stops a run: each bad sample is skipped with its reason, listed in ``preprocess_report.json`` in the
-output folder and in a summary table. Runs resume (samples whose outputs exist are skipped unless ``overwrite``),
-writes are atomic, and ``num_shards`` processes can split the work (interleaved).
+output folder and in a summary table. Runs resume: samples whose outputs exist and were made with the run's cache
+settings are skipped unless ``overwrite`` (a changed setting re-does the files it affects); writes are atomic, stale
+temporary files of killed runs are removed at start, and ``num_shards`` processes can split the work (interleaved).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import hashlib
 import json
-import math
-import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ltx_trainer import __version__, logger
-from ltx_trainer.data.cache import FINGERPRINT_KEY, write_sample_file
-from ltx_trainer.data.media import (
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    MediaError,
-    check_num_frames,
-    check_resolution,
-    is_image_file,
-    read_audio,
-    read_video,
-    resize_and_crop,
+from ltx_trainer import logger
+from ltx_trainer.data.buckets import Bucket, BucketError, choose_bucket, crop_note, parse_buckets
+from ltx_trainer.data.cache import AUDIO_MISSING_KEY, FINGERPRINT_KEY, read_fingerprint, write_sample_file
+from ltx_trainer.data.masks import (
+    audio_mask_to_latent_steps,
+    is_mask_array,
+    load_mask_array,
+    video_mask_to_latent_grid,
 )
+from ltx_trainer.data.media import MediaError, is_image_file, probe, read_audio, read_video, resize_and_crop
+from ltx_trainer.data.preprocess_inputs import Item, Skipped, load_dataset
+from ltx_trainer.data.preprocess_options import (
+    AUDIO_DTYPE,
+    REPORT_NAME,
+    VIDEO_DTYPE,
+    PreprocessOptions,
+    PreprocessResult,
+    SampleError,
+    build_report,
+    cache_settings,
+    changed_settings,
+    check_options,
+    check_pt_settings,
+    default_shard,
+    print_summary,
+    progress_bar,
+    report_path,
+    settings_for_folder,
+)
+from ltx_trainer.io import atomic_write_json, clean_stale_temps
 from ltx_trainer.models.base import LTXModel
 from ltx_trainer.models.errors import ModelLoadError
 
-METADATA_SUFFIXES = (".csv", ".json", ".jsonl")
-MEDIA_COLUMNS = ("media_path", "video")
-REFERENCE_COLUMNS = ("reference_video", "ref_media_path")
-REPORT_NAME = "preprocess_report.json"
-ARRAY_SUFFIXES = (".npy", ".pt", ".json", ".txt", ".csv")
-VIDEO_DTYPE = torch.bfloat16  # official: the video VAE and the text encoder run in bf16, latents are stored so
-AUDIO_DTYPE = torch.float32  # official: the audio VAE runs in fp32 "for quality"
+# re-exported: the public names of ``ltx_trainer.data.preprocess`` (cli.py, demo.py, tests) live in these modules now
+__all__ = ["REPORT_NAME", "VIDEO_DTYPE", "BucketError", "default_shard", "parse_buckets", "print_summary"]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Buckets
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """Target ``width x height x frames`` of a sample."""
-
-    width: int
-    height: int
-    frames: int
-
-    @classmethod
-    def parse(cls, text: str) -> Bucket:
-        try:
-            width, height, frames = (int(v) for v in text.strip().lower().split("x"))
-        except ValueError as e:
-            raise ValueError(f"resolution bucket {text!r} is not WxHxF (e.g. 768x448x89)") from e
-        try:
-            check_resolution(width, height)
-            check_num_frames(frames)
-        except MediaError as e:
-            raise ValueError(f"resolution bucket {text!r}: {e}") from e
-        return cls(width, height, frames)
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height}x{self.frames}"
-
-
-def parse_buckets(text: str) -> list[Bucket]:
-    """``"768x448x89;512x512x1"`` -> buckets (duplicates dropped, order kept).
-
-    Raises:
-        ValueError: empty, or a bucket that isn't ``WxHxF`` with W, H multiples of 32 and F = 8k+1.
-    """
-    parts = [p for p in text.replace(",", ";").split(";") if p.strip()]
-    if not parts:
-        raise ValueError("no resolution buckets given; expected 'WxHxF;WxHxF' (e.g. '768x448x89;512x512x1')")
-    return list(dict.fromkeys(Bucket.parse(p) for p in parts))
-
-
-def choose_bucket(
-    buckets: Iterable[Bucket], width: int, height: int, frames: int, image: bool = False
-) -> Bucket | None:
-    """The bucket for media of ``width x height`` with ``frames`` frames available, as the official trainer picks it.
-
-    Among the buckets with at most ``frames`` frames: the nearest aspect ratio (in log scale), then the most frames,
-    then the largest area. Still images (``image=True``) take the ``F=1`` buckets; when there is none, the nearest
-    bucket's size with one frame.
-
-    Returns:
-        The bucket, or None when every bucket needs more frames than there are.
-    """
-    buckets = list(buckets)
-    if image:
-        candidates = [b for b in buckets if b.frames == 1] or [Bucket(b.width, b.height, 1) for b in buckets]
-    else:
-        candidates = [b for b in buckets if b.frames <= frames]
-    if not candidates or width <= 0 or height <= 0:
-        return None
-    log_aspect = math.log(width / height)
-    return min(
-        candidates,
-        key=lambda b: (abs(log_aspect - math.log(b.width / b.height)), -b.frames, -(b.width * b.height)),
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Dataset rows
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Item:
-    """One sample to preprocess.
-
-    Attributes:
-        media: the main video or image.
-        caption: its caption (the trigger is prepended at encode time).
-        sample_id: output name without suffix (the media path relative to the dataset root, suffix removed).
-        audio: audio file to use instead of the clip's own track.
-        reference_video: IC-LoRA reference clip.
-        reference_audio: audio reference.
-        video_mask: inpainting mask (image, video, or ``.npy``/``.pt`` array ``[F, H, W]`` / ``[H, W]`` in [0, 1]).
-        audio_mask: audio mask (``.npy``/``.pt``/``.json``/``.txt``/``.csv`` 1-D array over the clip's duration).
-        source: where the sample came from (a file, or ``"dataset.csv row 3"``), for the report.
-    """
-
-    media: Path
-    caption: str
-    sample_id: str
-    audio: Path | None = None
-    reference_video: Path | None = None
-    reference_audio: Path | None = None
-    video_mask: Path | None = None
-    audio_mask: Path | None = None
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A sample (or row) that produced nothing, and why."""
-
-    source: str
-    reason: str
-    sample_id: str | None = None
-
-
-def _has_surrogates(text: str) -> bool:
-    """Text decoded with ``errors="surrogateescape"`` that contained bytes which aren't UTF-8."""
-    return any(0xDC80 <= ord(c) <= 0xDCFF for c in text)
-
-
-def _sample_id(path: Path, root: Path) -> str:
-    """``root/clips/a.mp4`` -> ``clips/a``; a path outside ``root`` is mirrored (``/x/y.mp4`` -> ``x/y``)."""
-    path = Path(os.path.normpath(path))
-    try:
-        rel = path.relative_to(Path(os.path.normpath(root)))
-    except ValueError:
-        rel = Path(*path.parts[1:]) if path.is_absolute() else path
-        rel = Path(*[p for p in rel.parts if p != ".."])
-    return rel.with_suffix("").as_posix()
-
-
-def _folder_rows(folder: Path) -> tuple[list[Item], list[Skipped]]:
-    items, skipped = [], []
-    media = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-    for path in media:
-        rel = path.relative_to(folder).as_posix()
-        sidecar = path.with_suffix(".txt")
-        if not sidecar.is_file():
-            skipped.append(Skipped(rel, f"no caption: {sidecar.name} is missing next to it"))
-            continue
-        raw = sidecar.read_bytes()
-        try:
-            caption = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            skipped.append(
-                Skipped(
-                    rel, f"caption {sidecar.name} is not UTF-8 (byte {raw[e.start]:#04x} at {e.start}); save as UTF-8"
-                )
-            )
-            continue
-        items.append(Item(path, caption, _sample_id(path, folder), source=rel))
-    return items, skipped
-
-
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-
-
-def _metadata_rows(path: Path) -> tuple[list[tuple[str, dict]], list[Skipped]]:
-    """``(label, row)`` pairs of a CSV / JSON / JSONL file; unparseable rows are skipped."""
-    suffix = path.suffix.lower()
-    rows: list[tuple[str, dict]] = []
-    skipped: list[Skipped] = []
-    text = _read_text(path)
-    if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if not reader.fieldnames:
-            raise ValueError(f"{path}: empty CSV (expected a header row with media_path/video and caption)")
-        for line, row in enumerate(reader, start=2):
-            rows.append((f"{path.name} line {line}", {(k or "").strip(): v for k, v in row.items()}))
-    elif suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON ({e}); expected a list of objects") from e
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of objects (one per sample), found {type(data).__name__}")
-        for index, row in enumerate(data):
-            label = f"{path.name} entry {index}"
-            if isinstance(row, dict):
-                rows.append((label, row))
-            else:
-                skipped.append(Skipped(label, f"not an object: {str(row)[:60]!r}"))
-    else:
-        for line, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            label = f"{path.name} line {line}"
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as e:
-                skipped.append(Skipped(label, f"invalid JSON ({e})"))
-                continue
-            if isinstance(row, dict):
-                rows.append((label, row))
-            else:
-                skipped.append(Skipped(label, f"not an object: {raw[:60]!r}"))
-    return rows, skipped
-
-
-def _cell(row: dict, *names: str) -> str | None:
-    for name in names:
-        value = row.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        value = str(value).strip()
-        if value:
-            return value
-    return None
-
-
-def _rows_to_items(
-    rows: list[tuple[str, dict]], root: Path, metadata: Path, caption_column: str, media_column: str | None
-) -> tuple[list[Item], list[Skipped]]:
-    columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
-    media_columns = (media_column,) if media_column else MEDIA_COLUMNS
-    if rows and not columns & set(media_columns):
-        raise ValueError(
-            f"{metadata}: no media column ({' or '.join(media_columns)}); columns found: {sorted(columns)}. "
-            "Name the column media_path (or pass --media-column)."
-        )
-    if rows and caption_column not in columns:
-        raise ValueError(
-            f"{metadata}: no {caption_column!r} column; columns found: {sorted(columns)}. "
-            "Add captions or pass --caption-column."
-        )
-    items, skipped = [], []
-    for label, row in rows:
-        value = _cell(row, *media_columns)
-        if value is None:
-            skipped.append(Skipped(label, f"empty {media_columns[0]}"))
-            continue
-        media = root / value
-        caption = row.get(caption_column)
-        caption = "" if caption is None or (isinstance(caption, float) and math.isnan(caption)) else str(caption)
-        paths: dict[str, Path | None] = {}
-        for key, names in (
-            ("audio", ("audio",)),
-            ("reference_video", REFERENCE_COLUMNS),
-            ("reference_audio", ("reference_audio",)),
-            ("video_mask", ("video_mask",)),
-            ("audio_mask", ("audio_mask",)),
-        ):
-            cell = _cell(row, *names)
-            paths[key] = root / cell if cell is not None else None
-        items.append(Item(media, caption, _sample_id(media, root), source=f"{label} ({value})", **paths))
-    return items, skipped
-
-
-def _validate_items(items: list[Item]) -> tuple[list[Item], list[Skipped]]:
-    """Drop samples with missing files, bad captions or a duplicate output name (the first one wins)."""
-    good, skipped = [], []
-    seen: dict[str, str] = {}
-    for item in items:
-        label = item.source or str(item.media)
-        if item.sample_id in seen:
-            skipped.append(
-                Skipped(
-                    label, f"duplicate: same output name {item.sample_id!r} as {seen[item.sample_id]}", item.sample_id
-                )
-            )
-            continue
-        missing = [
-            f"{name} {path} does not exist"
-            for name, path in (
-                ("media", item.media),
-                ("audio", item.audio),
-                ("reference_video", item.reference_video),
-                ("reference_audio", item.reference_audio),
-                ("video_mask", item.video_mask),
-                ("audio_mask", item.audio_mask),
-            )
-            if path is not None and not path.is_file()
-        ]
-        if missing:
-            skipped.append(Skipped(label, "; ".join(missing), item.sample_id))
-            continue
-        if _has_surrogates(item.caption):
-            skipped.append(Skipped(label, "caption is not valid UTF-8 text; save the file as UTF-8", item.sample_id))
-            continue
-        if not item.caption.strip():
-            skipped.append(Skipped(label, "empty caption", item.sample_id))
-            continue
-        seen[item.sample_id] = label
-        good.append(item)
-    return good, skipped
-
-
-def load_dataset(
-    dataset: str | Path, caption_column: str = "caption", media_column: str | None = None
-) -> tuple[list[Item], list[Skipped], Path]:
-    """Samples of a media folder (sidecar ``.txt`` captions) or of a CSV / JSON / JSONL metadata file.
-
-    Returns:
-        ``(items, skipped, root)``: valid samples in a stable order, the rows skipped with their reasons, and the
-        dataset root (the folder, or the metadata file's folder) that output names are relative to.
-
-    Raises:
-        FileNotFoundError: ``dataset`` doesn't exist.
-        ValueError: not a folder or a metadata file, unparseable JSON, or no media/caption column.
-    """
-    dataset = Path(dataset)
-    if not dataset.exists():
-        raise FileNotFoundError(f"{dataset}: no such dataset folder or metadata file")
-    if dataset.is_dir():
-        items, skipped = _folder_rows(dataset)
-        root = dataset
-    elif dataset.suffix.lower() in METADATA_SUFFIXES:
-        root = dataset.parent
-        rows, skipped = _metadata_rows(dataset)
-        items, more = _rows_to_items(rows, root, dataset, caption_column, media_column)
-        skipped += more
-    else:
-        raise ValueError(f"{dataset}: expected a folder of media or a metadata file ({', '.join(METADATA_SUFFIXES)})")
-    items, more = _validate_items(items)
-    return items, skipped + more, root
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Options and results
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PreprocessOptions:
-    """How to preprocess (the command-line options of ``ltx-trainer preprocess``).
-
-    Attributes:
-        buckets: resolution buckets.
-        output: cache root (default ``<dataset root>/.precomputed``).
-        format: ``safetensors`` (ours, fingerprinted) or ``pt`` (the official layout).
-        trigger: token prepended to every caption (``"<trigger> <caption>"``).
-        crop: ``center`` or ``random`` (seeded per sample from ``seed``, so reruns and shards agree).
-        fps: resample frames to this rate (None keeps the source rate).
-        vae_tiling: encode in spatial tiles (large resolutions).
-        audio: audio latents on/off; None = on for models with audio.
-        allow_missing_audio: keep clips without audio as video-only samples instead of skipping them.
-        reference_downscale_factor: IC-LoRA references at ``1/k`` of the bucket's width and height.
-        reference_temporal_scale_factor: keep reference frame 0, then every S-th (fps stored as fps / S).
-        overwrite: recompute outputs that exist.
-        shard_index / num_shards: process ``items[shard_index::num_shards]``.
-        device: where the VAEs run (``cpu``, ``cuda``, ``auto``).
-        progress: show a progress bar.
-        write_report: write ``preprocess_report.json`` in the output folder.
-        dtype: dtype of the video latents and text features (``bfloat16`` as the official cache; None keeps what
-            the encoders return). Audio latents are always float32, as in the official cache.
-    """
-
-    buckets: list[Bucket]
-    output: Path | None = None
-    format: Literal["safetensors", "pt"] = "safetensors"
-    trigger: str | None = None
-    crop: Literal["center", "random"] = "center"
-    seed: int = 0
-    fps: float | None = None
-    vae_tiling: bool = False
-    audio: bool | None = None
-    allow_missing_audio: bool = False
-    reference_downscale_factor: int = 1
-    reference_temporal_scale_factor: int = 1
-    overwrite: bool = False
-    shard_index: int = 0
-    num_shards: int = 1
-    device: str = "cpu"
-    progress: bool = True
-    write_report: bool = True
-    dtype: torch.dtype | None = VIDEO_DTYPE
-
-
-@dataclass
-class PreprocessResult:
-    """What a run did. ``timings`` are seconds per phase; ``calls`` counts encoder calls."""
-
-    output: Path
-    written: list[str] = field(default_factory=list)
-    already_done: list[str] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    report: Path | None = None
-
-    @property
-    def clips_per_second(self) -> float:
-        return len(self.written) / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def succeeded(self) -> bool:
-        """Something usable exists: samples written now or by an earlier run."""
-        return bool(self.written or self.already_done)
-
-
-class SampleError(ValueError):
-    """This sample can't be preprocessed; the message is the reason shown in the report."""
-
-
-def check_options(options: PreprocessOptions, model: LTXModel) -> None:
-    """Reject settings that can't work with these buckets and this model, before any work.
-
-    Raises:
-        ValueError: naming the option and what would work.
-    """
-    spec = model.spec
-    if not options.buckets:
-        raise ValueError("no resolution buckets; pass --resolution-buckets 'WxHxF;...'")
-    if options.format not in ("safetensors", "pt"):
-        raise ValueError(f"format {options.format!r}: use 'safetensors' or 'pt'")
-    if options.crop not in ("center", "random"):
-        raise ValueError(f"crop {options.crop!r}: use 'center' or 'random'")
-    if options.fps is not None and not options.fps > 0:
-        raise ValueError(f"--fps {options.fps}: must be > 0 (or omitted to keep the source frame rate)")
-    if not 0 <= options.shard_index < options.num_shards:
-        raise ValueError(f"--shard-index {options.shard_index} must be in [0, --num-shards={options.num_shards})")
-    if options.audio and not spec.has_audio:
-        raise ValueError(f"audio latents asked for, but {spec.family} {spec.version} has no audio stream; drop --audio")
-    k, s = options.reference_downscale_factor, options.reference_temporal_scale_factor
-    if k < 1 or s < 1:
-        raise ValueError("--reference-downscale-factor and --reference-temporal-scale-factor must be >= 1")
-    sc, tc = spec.spatial_compression, spec.temporal_compression
-    for bucket in options.buckets:
-        check_resolution(bucket.width, bucket.height, sc)
-        check_num_frames(bucket.frames, tc)
-        if k > 1 and (bucket.width % (sc * k) or bucket.height % (sc * k)):
-            raise ValueError(
-                f"bucket {bucket}: --reference-downscale-factor {k} needs width and height divisible by {sc * k} "
-                f"(references are {bucket.width / k:g}x{bucket.height / k:g}, not multiples of {sc})"
-            )
-        if s > 1 and (bucket.frames - 1) % (tc * s):
-            step = tc * s
-            lower, upper = (bucket.frames - 1) // step * step + 1, ((bucket.frames - 1) // step + 1) * step + 1
-            raise ValueError(
-                f"bucket {bucket}: --reference-temporal-scale-factor {s} needs frames = {step}k+1 so that the "
-                f"reference ({(bucket.frames - 1) // s + 1} frames) is {tc}k+1 too; use e.g. {lower} or {upper} frames"
-            )
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Masks
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def video_mask_to_latent_grid(mask: torch.Tensor, temporal: int = 8, spatial: int = 32) -> torch.Tensor:
-    """Pixel mask ``[F, H, W]`` in [0, 1] (F = temporal*k+1) -> latent-grid mask ``[F', H', W']`` of 0/1 floats.
-
-    Spatial average over each ``spatial x spatial`` patch, then the max over the frames of each latent frame (frame 0
-    alone, then groups of ``temporal``), then ``> 0.5``.
-    """
-    frames = mask.shape[0]
-    if (frames - 1) % temporal:
-        raise ValueError(f"mask has {frames} frames; expected {temporal}k+1")
-    pooled = F.avg_pool2d(mask.float()[:, None], spatial)[:, 0]  # [F, H', W']
-    rest = pooled[1:]
-    if rest.shape[0]:
-        rest = rest.reshape(-1, temporal, *rest.shape[1:]).amax(dim=1)
-    return (torch.cat([pooled[:1], rest]) > 0.5).float()
-
-
-def audio_mask_to_latent_steps(values: torch.Tensor, steps: int) -> torch.Tensor:
-    """1-D mask over the clip's duration (any length) -> ``[steps]`` 0/1 floats, nearest resampling then ``> 0.5``."""
-    values = values.float().reshape(-1)
-    if values.numel() == 0:
-        raise ValueError("audio mask is empty")
-    index = ((torch.arange(steps, dtype=torch.float64) + 0.5) * values.numel() / steps).long()
-    return (values[index.clamp_(max=values.numel() - 1)] > 0.5).float()
-
-
-def _load_array(path: Path) -> torch.Tensor:
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
-    if suffix == ".pt":
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        data = data.get("mask") if isinstance(data, dict) else data
-        if not isinstance(data, torch.Tensor):
-            raise SampleError(f"{path}: expected a tensor (or a dict with 'mask')")
-        return data.float()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json":
-        data = json.loads(text)
-        data = data.get("mask") if isinstance(data, dict) else data
-        return torch.tensor(data, dtype=torch.float32)
-    return torch.tensor([float(v) for v in text.replace(",", " ").split()], dtype=torch.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -589,6 +102,7 @@ class _Loaded:
     reference_audio: tuple[torch.Tensor, int] | None = None
     video_mask: torch.Tensor | None = None  # latent grid [F', H', W']
     audio_mask: torch.Tensor | None = None  # raw values over the clip's duration
+    audio_missing: bool = False  # a video-only sample kept by --allow-missing-audio
 
 
 class _Run:
@@ -604,6 +118,8 @@ class _Run:
         self.calls: Counter[str] = Counter()
         self.warnings: list[str] = []
         self._fingerprints: dict[str, dict] = {}
+        self.settings = cache_settings(options, model)
+        self.notes: dict[str, list[str]] = defaultdict(list)
         self._lock = threading.Lock()
 
     # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -643,30 +159,48 @@ class _Run:
             folders.append("audio_masks")
         return list(dict.fromkeys(folders))
 
-    def media_done(self, item: Item) -> bool:
-        return all(self.path(folder, item.sample_id).is_file() for folder in self.media_folders(item))
+    def changes(self, folder: str, sample_id: str) -> list[str]:
+        """What differs between the run's settings (and encoders) and those an existing file was made with."""
+        path = self.path(folder, sample_id)
+        if self.suffix == ".pt":
+            return []  # no fingerprint: the report's settings were compared at the start (check_pt_settings)
+        try:
+            recorded = read_fingerprint(path) or {}
+        except Exception:  # a damaged header: rebuild the file
+            return ["unreadable fingerprint"]
+        if not recorded:
+            return []  # made by an older version: nothing to compare
+        expected = self.expected_fingerprint(folder)
+        changes = changed_settings(recorded, expected, ("family", "version", *settings_for_folder(folder)))
+        if recorded.get("encoders") and recorded["encoders"] != expected["encoders"]:
+            changes.append("encoder weights")
+        return changes
 
-    def text_done(self, item: Item) -> bool:
-        return self.path("conditions", item.sample_id).is_file()
+    def media_state(self, item: Item) -> tuple[bool, list[str]]:
+        """``(done, changes)``: done when every media output exists and was made with the run's settings."""
+        folders = self.media_folders(item)
+        if not all(self.path(folder, item.sample_id).is_file() for folder in folders):
+            return False, []
+        changes = [c for folder in folders for c in self.changes(folder, item.sample_id)]
+        return not changes, list(dict.fromkeys(changes))
+
+    def text_state(self, item: Item) -> tuple[bool, list[str]]:
+        if not self.path("conditions", item.sample_id).is_file():
+            return False, []
+        changes = self.changes("conditions", item.sample_id)
+        return not changes, changes
 
     def caption(self, item: Item) -> str:
         trigger = (self.options.trigger or "").strip()
         caption = item.caption.strip()
         return f"{trigger} {caption}" if trigger else caption
 
-    def fingerprint(self, folder: str, bucket: Bucket | None) -> dict[str, str] | None:
-        if self.suffix == ".pt":
-            return None
+    def expected_fingerprint(self, folder: str, bucket: Bucket | None = None) -> dict:
+        """The fingerprint a file of ``folder`` made now gets (settings of :func:`cache_settings` included)."""
         from ltx_trainer.data.fingerprint import fingerprint_for
 
         key = f"{folder}:{bucket}"
         if key not in self._fingerprints:
-            extra = {}
-            if folder.startswith("reference"):
-                extra = {
-                    "reference_downscale_factor": self.options.reference_downscale_factor,
-                    "reference_temporal_scale_factor": self.options.reference_temporal_scale_factor,
-                }
             self._fingerprints[key] = fingerprint_for(
                 self.model,
                 folder,
@@ -676,9 +210,14 @@ class _Run:
                 trigger=self.options.trigger,
                 crop=self.options.crop,
                 dataset=self.dataset,
-                extra=extra,
+                extra=self.settings,
             )
-        return {FINGERPRINT_KEY: json.dumps(self._fingerprints[key], sort_keys=True)}
+        return self._fingerprints[key]
+
+    def fingerprint(self, folder: str, bucket: Bucket | None) -> dict[str, str] | None:
+        if self.suffix == ".pt":
+            return None
+        return {FINGERPRINT_KEY: json.dumps(self.expected_fingerprint(folder, bucket), sort_keys=True)}
 
     def write(self, folder: str, sample_id: str, data: dict, bucket: Bucket | None) -> None:
         start = time.perf_counter()
@@ -744,15 +283,24 @@ class _Run:
         """Decode and prepare everything of one sample on the CPU (runs one sample ahead, in a thread)."""
         options, spec = self.options, self.model.spec
         image = is_image_file(item.media)
-        frames, fps = self.read_frames(item.media, max(b.frames for b in options.buckets), options.fps)
+        longest = max(b.frames for b in options.buckets)
+        frames, fps = self.read_frames(item.media, longest + 1, options.fps)  # one more: is the clip longer?
+        longer = frames.shape[0] > longest
+        frames = frames[:longest]
         available, height, width = frames.shape[0], frames.shape[1], frames.shape[2]
         bucket = choose_bucket(options.buckets, width, height, available, image=image)
+        if bucket is None and image:
+            raise SampleError(
+                "still image, but no single-frame bucket is declared; add one to --resolution-buckets (e.g. "
+                f"{options.buckets[0].width}x{options.buckets[0].height}x1) or leave images out of the dataset"
+            )
         if bucket is None:
             needed = min(b.frames for b in options.buckets)
             raise SampleError(
                 f"too few frames: {available} decoded{f' at {options.fps:g} fps' if options.fps else ''}, "
                 f"the shortest bucket needs {needed}"
             )
+        self.note_losses(item, bucket, width, height, fps, longer or available > bucket.frames)
         seed = _crop_seed(options.seed, item.sample_id)
         loaded = _Loaded(item, bucket, fps, self.fit(frames[: bucket.frames], bucket, seed))
         del frames
@@ -770,6 +318,7 @@ class _Run:
                         "pass --allow-missing-audio to keep it video-only, or --no-audio"
                     ) from e
                 self.warnings.append(f"{item.source}: no audio stream, kept as a video-only sample")
+                loaded.audio_missing = True
 
         if item.reference_video is not None:
             loaded.reference = self.load_reference(item.reference_video, bucket, fps, seed)
@@ -785,13 +334,29 @@ class _Run:
         if item.audio_mask is not None:
             if loaded.audio is None:
                 raise SampleError("audio_mask given but this sample has no audio latents")
-            loaded.audio_mask = _load_array(item.audio_mask)
+            loaded.audio_mask = load_mask_array(item.audio_mask)
         return loaded
+
+    def note_losses(self, item: Item, bucket: Bucket, width: int, height: int, fps: float, longer: bool) -> None:
+        """Say once per file what the bucket costs it: frames beyond the bucket, a crop, an upscale."""
+        notes = []
+        if longer and bucket.frames > 1:
+            seconds = f"{bucket.frames / fps:.2f} s"
+            with contextlib.suppress(MediaError):
+                seconds += f" of {probe(item.media).duration:.2f} s"
+            notes.append(f"only the first {bucket.frames} frames are used ({seconds}): the bucket is {bucket}")
+        if (note := crop_note(width, height, bucket)) is not None:
+            notes.append(note)
+        if notes:
+            with self._lock:
+                self.notes[item.sample_id].extend(notes)
 
     def encode(self, loaded: _Loaded) -> dict[str, dict]:
         """The sample's ``{folder: record}`` (everything but the text features)."""
         duration = loaded.bucket.frames / loaded.fps
         records = {"latents": self.video_record(self.encode_video(loaded.frames), loaded.fps)}
+        if loaded.audio_missing:  # the dataset trains it with the audio loss masked (data/dataset.py)
+            records["latents"][AUDIO_MISSING_KEY] = 1
         if loaded.audio is not None:
             records["audio_latents"] = self.encode_audio(*loaded.audio, duration)
         if loaded.reference is not None:
@@ -824,8 +389,8 @@ class _Run:
 
     def pixel_mask(self, path: Path, bucket: Bucket, fps: float, size: tuple[int, int], seed: int) -> torch.Tensor:
         """``video_mask`` file -> ``[F, H, W]`` floats in [0, 1], cropped exactly like the target frames."""
-        if path.suffix.lower() in (".npy", ".pt"):
-            mask = _load_array(path)
+        if is_mask_array(path):
+            mask = load_mask_array(path)
         else:
             frames, _ = self.read_frames(path, bucket.frames, fps)
             mask = frames.float().mean(dim=-1) / 255.0
@@ -833,8 +398,6 @@ class _Run:
             mask = mask[None]
         if mask.ndim != 3:
             raise SampleError(f"video_mask {path.name}: expected [F, H, W] or [H, W], got {tuple(mask.shape)}")
-        if mask.numel() and mask.max() > 1.0:
-            mask = mask / 255.0
         if mask.shape[0] == 1:
             mask = mask.expand(bucket.frames, -1, -1)
         elif mask.shape[0] < bucket.frames:
@@ -862,64 +425,6 @@ class _Run:
         return record
 
 
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            unit = task.fields.get("unit", "clips")
-            return Text(f"{speed:.2f} {unit}/s" if speed else f"-- {unit}/s", style="progress.data.speed")
-
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
-
-
-def default_shard() -> tuple[int, int]:
-    """``(process_index, num_processes)`` under ``accelerate launch``/torchrun, else ``(0, 1)``."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    from accelerate import PartialState
-
-    state = PartialState()
-    return state.process_index, state.num_processes
-
-
-def report_path(output: Path, shard_index: int = 0, num_shards: int = 1) -> Path:
-    """``preprocess_report.json``, or ``preprocess_report.shard-<i>-of-<n>.json`` for a shard."""
-    if num_shards <= 1:
-        return output / REPORT_NAME
-    return output / f"preprocess_report.shard-{shard_index}-of-{num_shards}.json"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def preprocess_items(
     model: LTXModel,
     items: list[Item],
@@ -945,12 +450,22 @@ def preprocess_items(
     check_options(options, model)
     output = Path(output or options.output or ".precomputed")
     started = time.perf_counter()
+    for stale in clean_stale_temps(output):
+        logger.info("removed %s (a temporary file left by a killed run)", stale)
     run = _Run(model, options, output, dataset)
+    if options.format == "pt" and not options.overwrite:
+        check_pt_settings(output, run.settings)
     result = PreprocessResult(output=output)
     if options.shard_index == 0:
         result.skipped.extend(skipped or [])
     mine = items[options.shard_index :: options.num_shards]
-    todo = [item for item in mine if options.overwrite or not run.media_done(item)]
+    todo = []
+    for item in mine:
+        done, changes = (False, []) if options.overwrite else run.media_state(item)
+        if not done:
+            todo.append(item)
+        if changes:
+            result.redone[item.sample_id] = ", ".join(changes)
     todo_ids = {item.sample_id for item in todo}
     media_ok = [item for item in mine if item.sample_id not in todo_ids]
     written: set[str] = set()
@@ -963,7 +478,7 @@ def preprocess_items(
         failed.add(item.sample_id)
 
     try:
-        with _progress(options.progress) as progress:
+        with progress_bar(options.progress) as progress:
             task = progress.add_task("media", total=len(todo))
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preprocess-load") as loader:
                 # decode/resize the next sample while the encoders work on this one
@@ -991,7 +506,14 @@ def preprocess_items(
 
             captions: dict[str, list[Item]] = defaultdict(list)
             for item in media_ok:
-                if options.overwrite or item.sample_id in written or not run.text_done(item):
+                if options.overwrite or item.sample_id in written:
+                    captions[run.caption(item)].append(item)
+                    continue
+                done, changes = run.text_state(item)
+                if changes:
+                    previous = result.redone.get(item.sample_id)
+                    result.redone[item.sample_id] = ", ".join([*([previous] if previous else []), *changes])
+                if not done:
                     captions[run.caption(item)].append(item)
             text_task = progress.add_task("captions", total=len(captions), unit="captions")
             for caption, group in captions.items():
@@ -1010,48 +532,23 @@ def preprocess_items(
     finally:
         result.written = [i.sample_id for i in mine if i.sample_id in written and i.sample_id not in failed]
         result.already_done = [i.sample_id for i in mine if i.sample_id not in written | failed]
+        result.redone = {k: v for k, v in result.redone.items() if k in written and k not in failed}
+        result.notes = {k: v for k, v in run.notes.items() if k in written and k not in failed}
         result.warnings = run.warnings
         result.timings = {k: round(v, 4) for k, v in sorted(run.timings.items())}
         result.calls = dict(run.calls)
         result.seconds = time.perf_counter() - started
         if options.write_report:
             result.report = report_path(output, options.shard_index, options.num_shards)
-            _write_json_atomic(result.report, _report(result, options, model, dataset))
+            atomic_write_json(result.report, build_report(result, options, model, dataset))
     return result
-
-
-def _report(result: PreprocessResult, options: PreprocessOptions, model: LTXModel, dataset: str | Path | None) -> dict:
-    from ltx_trainer.data.fingerprint import model_path
-
-    settings = asdict(options)
-    settings["buckets"] = [str(b) for b in options.buckets]
-    settings["dtype"] = str(options.dtype).removeprefix("torch.") if options.dtype else None
-    settings["output"] = str(result.output)
-    return {
-        "tool": f"ltx-trainer {__version__}",
-        "dataset": str(dataset) if dataset is not None else None,
-        "model": {"path": str(model_path(model)), "family": model.spec.family, "version": model.spec.version},
-        "settings": settings,
-        "counts": {
-            "written": len(result.written),
-            "already_done": len(result.already_done),
-            "skipped": len(result.skipped),
-        },
-        "seconds": round(result.seconds, 3),
-        "clips_per_second": round(result.clips_per_second, 4),
-        "timings": result.timings,
-        "encoder_calls": result.calls,
-        "written": result.written,
-        "skipped": [asdict(s) for s in result.skipped],
-        "warnings": result.warnings,
-    }
 
 
 def preprocess_dataset(
     dataset: str | Path,
     model: LTXModel,
     options: PreprocessOptions,
-    caption_column: str = "caption",
+    caption_column: str | None = None,
     media_column: str | None = None,
 ) -> PreprocessResult:
     """Load ``dataset`` (:func:`load_dataset`) and preprocess it; the output defaults to ``<root>/.precomputed``."""
@@ -1059,35 +556,6 @@ def preprocess_dataset(
     output = Path(options.output) if options.output else root / ".precomputed"
     logger.info("%s: %d samples (%d rows skipped while reading) -> %s", dataset, len(items), len(skipped), output)
     return preprocess_items(model, items, options, output=output, dataset=Path(dataset).absolute(), skipped=skipped)
-
-
-def print_summary(result: PreprocessResult, console=None, max_rows: int = 50) -> None:
-    """Counts, throughput, time by phase, and a table of skipped samples with their reasons (``max_rows`` rows)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    console.print(
-        f"[bold]{len(result.written)}[/bold] written, {len(result.already_done)} already done, "
-        f"[bold]{len(result.skipped)}[/bold] skipped in {result.seconds:.1f} s "
-        f"({result.clips_per_second:.2f} clips/s) -> {result.output}",
-        highlight=False,
-    )
-    if result.timings:
-        console.print("time by phase: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
-    if result.skipped:
-        table = Table(title="skipped", show_lines=False)
-        table.add_column("sample")
-        table.add_column("reason", overflow="fold")
-        for skip in result.skipped[:max_rows]:
-            table.add_row(skip.source, skip.reason)
-        console.print(table)
-        if len(result.skipped) > max_rows:
-            console.print(f"... and {len(result.skipped) - max_rows} more (all of them are in the report)")
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    if result.report:
-        console.print(f"report: {result.report}")
 
 
 def precompute(
@@ -1101,7 +569,7 @@ def precompute(
     """Write the cache for ``items`` at one bucket (a small programmatic entry point); returns the sample ids.
 
     Raises:
-        ValueError: a sample could not be preprocessed (unlike the command, this entry point is strict).
+        SampleError: a sample could not be preprocessed (unlike the command, this entry point is strict).
     """
     options = PreprocessOptions(
         buckets=[bucket],
@@ -1115,5 +583,5 @@ def precompute(
     )
     result = preprocess_items(model, items, options, dataset=out_root)
     if result.skipped:
-        raise ValueError("; ".join(f"{s.source}: {s.reason}" for s in result.skipped))
+        raise SampleError("; ".join(f"{s.source}: {s.reason}" for s in result.skipped))
     return result.written

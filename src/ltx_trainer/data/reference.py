@@ -22,12 +22,9 @@ Outputs keep the source fps, frame count and (unless turned off) audio. The pair
 
 from __future__ import annotations
 
-import csv
 import importlib
 import importlib.util
 import inspect
-import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,14 +33,37 @@ from pathlib import Path
 import numpy as np
 
 from ltx_trainer import logger
+from ltx_trainer.data.manifest import (
+    CAPTION_COLUMNS,
+    MEDIA_COLUMNS,
+    ManifestError,
+    column,
+    read_manifest,
+    write_manifest,
+)
+from ltx_trainer.data.manifest import (
+    MANIFEST_SUFFIXES as METADATA_SUFFIXES,
+)
+from ltx_trainer.errors import DataError, UsageError
 
 Transform = Callable[..., np.ndarray]
+
+
+class TransformError(UsageError):
+    """A transform, plugin or ``--param`` that can't be used (or a transform that broke its contract)."""
+
+
+class ReferenceDataError(DataError):
+    """Clips or a dataset file that references can't be made from."""
+
+
+class ReferenceNotFound(ReferenceDataError, FileNotFoundError):
+    """A clip, folder or dataset file that doesn't exist."""
+
+
 TRANSFORMS: dict[str, Transform] = {}
 
-MEDIA_COLUMNS = ("media_path", "video", "path", "file", "filename")
-CAPTION_COLUMNS = ("caption", "text", "prompt")
 REFERENCE_COLUMN = "reference_video"
-METADATA_SUFFIXES = (".csv", ".json", ".jsonl")
 DEFAULT_OUT_DIR = "references"
 
 
@@ -79,7 +99,7 @@ def blur(frames: np.ndarray, sigma: float = 3.0, kernel: int = 0) -> np.ndarray:
     import cv2
 
     if kernel and kernel % 2 == 0:
-        raise ValueError(f"blur kernel must be odd (or 0 for automatic), got {kernel}")
+        raise TransformError(f"blur kernel must be odd (or 0 for automatic), got {kernel}")
     return np.stack([cv2.GaussianBlur(f, (kernel, kernel), sigma) for f in frames])
 
 
@@ -95,7 +115,7 @@ def downscale(frames: np.ndarray, factor: float = 2.0) -> np.ndarray:
     import cv2
 
     if factor <= 0:
-        raise ValueError(f"downscale factor must be > 0, got {factor}")
+        raise TransformError(f"downscale factor must be > 0, got {factor}")
     height, width = frames.shape[1:3]
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
@@ -115,11 +135,11 @@ def _import(module: str):
     if module.endswith(".py") or Path(module).is_file():
         path = Path(module).expanduser().resolve()
         if not path.is_file():
-            raise ValueError(f"{path}: transform module file not found")
+            raise TransformError(f"{path}: transform module file not found")
         name = f"_ltx_reference_plugin_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
-            raise ValueError(f"{path}: cannot import as a Python module")
+            raise TransformError(f"{path}: cannot import as a Python module")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
@@ -127,7 +147,7 @@ def _import(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"cannot import transform module {module!r} ({e})") from e
+        raise TransformError(f"cannot import transform module {module!r} ({e})") from e
 
 
 def get_transform(spec: str) -> Transform:
@@ -136,13 +156,13 @@ def get_transform(spec: str) -> Transform:
         return TRANSFORMS[spec]
     module, sep, attr = spec.rpartition(":")
     if not sep or not module:
-        raise ValueError(
+        raise TransformError(
             f"unknown reference transform {spec!r}; registered: {', '.join(sorted(TRANSFORMS))} "
             "(or give module:function)"
         )
     fn = getattr(_import(module), attr, None)
     if not callable(fn):
-        raise ValueError(f"{spec}: {module} has no function {attr!r}")
+        raise TransformError(f"{spec}: {module} has no function {attr!r}")
     return fn
 
 
@@ -180,16 +200,16 @@ def build_chain(transforms: Sequence[str], params: Sequence[str] = ()) -> list[S
         ValueError: Unknown transform, malformed parameter, or a parameter no transform takes.
     """
     if not transforms:
-        raise ValueError("no reference transform given; registered: " + ", ".join(sorted(TRANSFORMS)))
+        raise TransformError("no reference transform given; registered: " + ", ".join(sorted(TRANSFORMS)))
     steps = [Step(name, get_transform(name)) for name in transforms]
     for item in params:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"parameter {item!r} is not key=value (e.g. low=50 or canny.low=50)")
+            raise TransformError(f"parameter {item!r} is not key=value (e.g. low=50 or canny.low=50)")
         target, dot, key = key.rpartition(".")  # "canny.low", "pkg.mod:fn.low" or just "low"
         chosen = [s for s in steps if (not dot or s.name == target) and _accepts(s.fn, key)]
         if not chosen:
-            raise ValueError(f"parameter {item!r}: no transform among {list(transforms)} takes {key!r}")
+            raise TransformError(f"parameter {item!r}: no transform among {list(transforms)} takes {key!r}")
         for step in chosen:
             step.params[key] = parse_value(value)
     return steps
@@ -200,11 +220,15 @@ def _as_rgb(out: object, step: Step, num_frames: int) -> np.ndarray:
     if array.ndim == 3:
         array = np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 4 or array.shape[-1] not in (1, 3):
-        raise ValueError(f"transform {step.name!r} returned shape {array.shape}; expected [F, H, W, 3] or [F, H, W]")
+        raise TransformError(
+            f"transform {step.name!r} returned shape {array.shape}; expected [F, H, W, 3] or [F, H, W]"
+        )
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     if array.shape[0] != num_frames:
-        raise ValueError(f"transform {step.name!r} returned {array.shape[0]} frames for {num_frames}; keep the count")
+        raise TransformError(
+            f"transform {step.name!r} returned {array.shape[0]} frames for {num_frames}; keep the count"
+        )
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and array.size and float(array.max()) <= 1.0:
             array = array * 255.0
@@ -225,57 +249,12 @@ def apply_chain(frames: np.ndarray, steps: Sequence[Step]) -> np.ndarray:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a CSV (header row), JSON (a list of objects, or ``{media: caption}``) or JSONL file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            return [dict(row) for row in csv.DictReader(f)]
-    if suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from e
-        return rows
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            return [{"media_path": k, "caption": v} for k, v in data.items()]
-        if isinstance(data, list):
-            return list(data)
-    raise ValueError(f"{path}: expected a .csv, .json or .jsonl metadata file")
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    """Write rows as CSV or JSONL/JSON (from the suffix), atomically; CSV columns are the union in first-seen order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    elif suffix == ".jsonl":
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    elif suffix == ".json":
-        tmp.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    else:
-        raise ValueError(f"{path}: the pairing file must end in .csv, .jsonl or .json")
-    tmp.replace(path)
-    return path
-
-
-def _column(row: dict, names: Sequence[str]) -> str | None:
-    for name in names:
-        if row.get(name) not in (None, ""):
-            return name
-    return None
+    """Rows of a dataset file (``data/manifest.py``); a row that can't be parsed stops the job, naming it."""
+    manifest = read_manifest(path)
+    if manifest.bad:
+        label, reason = manifest.bad[0]
+        raise ManifestError(f"{path}: {label}: {reason}")
+    return [row for _, row in manifest.rows]
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -319,7 +298,7 @@ def collect_clips(source: Path) -> tuple[Path, list[tuple[Path, dict]]]:
 
     source = Path(source).expanduser()
     if not source.exists():
-        raise FileNotFoundError(f"{source}: no such clip, folder or metadata file")
+        raise ReferenceNotFound(f"{source}: no such clip, folder or metadata file")
     if source.is_dir():
         clips = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
         clips = [p for p in clips if not p.name.startswith(".")]
@@ -327,11 +306,11 @@ def collect_clips(source: Path) -> tuple[Path, list[tuple[Path, dict]]]:
     if source.suffix.lower() in METADATA_SUFFIXES:
         base, items = source.parent, []
         for n, row in enumerate(read_rows(source), 1):
-            column = _column(row, MEDIA_COLUMNS)
-            if column is None:
-                raise ValueError(f"{source}: row {n} has no media column ({' / '.join(MEDIA_COLUMNS)})")
-            rest = {k: v for k, v in row.items() if k != column}
-            items.append((_resolve(base, str(row[column])), rest))
+            name = column(row, MEDIA_COLUMNS)
+            if name is None:
+                raise ManifestError(f"{source}: row {n} has no media column ({' / '.join(MEDIA_COLUMNS)})")
+            rest = {k: v for k, v in row.items() if k != name}
+            items.append((_resolve(base, str(row[name]).strip()), rest))
         return base, items
     return source.parent, [(source, {})]
 
@@ -340,9 +319,10 @@ def load_captions(path: Path) -> dict[Path, str]:
     """Resolved media path -> caption from a CSV/JSON/JSONL captions file (paths relative to the file's folder)."""
     captions = {}
     for n, row in enumerate(read_rows(path), 1):
-        media, text = _column(row, MEDIA_COLUMNS), _column(row, CAPTION_COLUMNS)
+        media, text = column(row, MEDIA_COLUMNS), column(row, CAPTION_COLUMNS)
         if media is None or text is None:
-            raise ValueError(f"{path}: row {n} needs a media column and a caption column ({'/'.join(CAPTION_COLUMNS)})")
+            names = "/".join(CAPTION_COLUMNS)
+            raise ManifestError(f"{path}: row {n} needs a media column and a caption column ({names})")
         captions[_resolve(path.parent, str(row[media]))] = str(row[text])
     return captions
 
@@ -399,7 +379,7 @@ def compute_references(
         skip = [out_dir.resolve(), (base / DEFAULT_OUT_DIR).resolve()]
         clips = [(m, r) for m, r in clips if not any(m.resolve().is_relative_to(d) for d in skip)]
     if not clips:
-        raise ValueError(f"{source}: no video clips found")
+        raise ReferenceDataError(f"{source}: no video clips found")
     if pairs_file is None:
         src = Path(source)
         is_dataset = src.is_file() and src.suffix.lower() in METADATA_SUFFIXES
@@ -408,10 +388,10 @@ def compute_references(
     pairs = []
     for media, row in clips:
         if not media.is_file():
-            raise FileNotFoundError(f"{media}: clip listed in {source} not found")
+            raise ReferenceNotFound(f"{media}: clip listed in {source} not found")
         reference = (out_dir / _mirror(media, base)).with_suffix(".mp4")
         if reference.resolve() == media.resolve():
-            raise ValueError(f"{media}: the reference would overwrite its source; pick another out_dir")
+            raise ReferenceDataError(f"{media}: the reference would overwrite its source; pick another out_dir")
         if overwrite or not reference.exists():
             make_reference(media, reference, steps, with_audio)
         pairs.append(Pair(media, reference, row))
@@ -430,4 +410,4 @@ def compute_references(
         if caption is not None:
             out["caption"] = caption
         rows.append(out)
-    return pairs, write_rows(Path(pairs_file), rows)
+    return pairs, write_manifest(Path(pairs_file), rows)

@@ -4,12 +4,14 @@ A sample is the set of files sharing one relative id across the source folders (
 ``audio_latents/``, ``reference_latents/``, ``video_masks/``, ``audio_masks/``; spec/anchors.md §2.10), exactly as
 :class:`~ltx_trainer.data.dataset.PrecomputedDataset` pairs them. Every file is read in full and checked for:
 
-* presence: the sample has a file in every source the training config needs;
-* readability and the keys of its kind (video latents, audio latents, text features, masks);
-* shapes: tensors agree with the stored ``num_frames``/``height``/``width`` (``num_time_steps``/``frequency_bins``),
-  a video mask's grid equals the video latents' grid, an audio mask's length the audio latents' length, and the
-  audio ``duration`` agrees with the video duration ``((F' - 1) * T + 1) / fps`` within one video latent step;
-* values: no NaN or Inf in any floating tensor;
+* presence: the sample has a file in every source the training config needs (a video-only sample kept by
+  ``preprocess --allow-missing-audio`` has no audio latents by choice: it trains with its audio loss masked);
+* each file on its own, with the check the dataset runs when it loads a sample (``data/checks.py``): the keys of
+  its kind, float16/bfloat16/float32 tensors, shapes that agree with the stored scalars and with the model, no NaN
+  or Inf;
+* across files: a video mask's grid equals the video latents' grid, an audio mask's length the audio latents'
+  length, the audio ``duration`` agrees with the video duration ``((F' - 1) * T + 1) / fps`` within one video
+  latent step, and every sample's text features have the width most of them have;
 * fingerprints (with a model): the family, version and encoders that made each source folder are the model's
   (:func:`ltx_trainer.data.fingerprint.check_cache_fingerprint`).
 
@@ -19,44 +21,31 @@ A sample is the set of files sharing one relative id across the source folders (
 
 from __future__ import annotations
 
-import json
-import math
-import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from ltx_trainer import logger
-from ltx_trainer.data.cache import CacheError, read_sample_file
-from ltx_trainer.data.dataset import index_cache_folder, precomputed_root
+from ltx_trainer.data.cache import AUDIO_MISSING_KEY, CacheError, read_sample_file, read_scalars
+from ltx_trainer.data.checks import (
+    KNOWN_SOURCES,
+    SOURCE_KINDS,
+    SampleCheckError,
+    check_sample_data,
+    guess_kind,
+)
+from ltx_trainer.data.dataset import CacheIncomplete, index_cache_folder, precomputed_root
+from ltx_trainer.errors import UsageError
+from ltx_trainer.io import atomic_write_json
 
 if TYPE_CHECKING:
     from ltx_trainer.config import LtxTrainerConfig
     from ltx_trainer.models.base import FamilySpec, LTXModel
 
-SOURCE_KINDS: tuple[str, ...] = (
-    "video_latents",
-    "audio_latents",
-    "conditions",
-    "video_reference",
-    "audio_reference",
-    "video_mask",
-    "audio_mask",
-)
-# Official folder names (spec/anchors.md §2.10) and their kinds.
-KNOWN_SOURCES: dict[str, str] = {
-    "latents": "video_latents",
-    "conditions": "conditions",
-    "audio_latents": "audio_latents",
-    "reference_latents": "video_reference",
-    "reference_audio_latents": "audio_reference",
-    "video_masks": "video_mask",
-    "audio_masks": "audio_mask",
-}
 QUARANTINE_DIR = "quarantine"
+FILE_PROBLEMS = ("unreadable", "keys", "dtype", "shape", "non_finite")
 REPORT_NAME = "verify_report.json"
 # Folders under a cache root that never hold samples.
 _NOT_SOURCES = (QUARANTINE_DIR, "decoded_videos", "decoded_reference_videos")
@@ -69,7 +58,8 @@ class Problem:
     Attributes:
         sample: The sample id (relative path without suffix), or None for a cache-wide problem.
         source: The source folder the problem is in (None when it spans sources or the cache).
-        kind: ``missing``, ``unreadable``, ``keys``, ``shape``, ``non_finite``, ``mismatch`` (sources disagree) or
+        kind: ``missing``, ``unreadable``, ``keys``, ``dtype``, ``shape``, ``non_finite``, ``mismatch`` (sources
+            disagree) or
             ``fingerprint`` (made by another model: re-run preprocessing with ``--overwrite``; not quarantined).
         message: What is wrong and, where it helps, what to do.
     """
@@ -95,6 +85,8 @@ class VerifyReport:
         problems: Everything found, in sample order.
         quarantined: Sample id -> the files moved (relative to ``root``), filled by :func:`quarantine`.
         model: The model the fingerprints were compared with, if any.
+        video_only: Samples without audio latents by choice (``preprocess --allow-missing-audio``): trained with
+            their audio loss masked, not missing.
     """
 
     root: Path
@@ -103,6 +95,7 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     quarantined: dict[str, list[str]] = field(default_factory=dict)
     model: str | None = None
+    video_only: list[str] = field(default_factory=list)
 
     @property
     def bad_samples(self) -> list[str]:
@@ -124,6 +117,22 @@ class VerifyReport:
         bad = {p.sample for p in self.problems if p.sample is not None}
         return [s for s in self.samples if s not in bad]
 
+    @property
+    def verdict(self) -> str:
+        """One line: ``cache ok: N samples`` or how many problems remain and where."""
+        total = len(self.samples)
+        video_only = f" ({len(self.video_only)} video-only, audio loss masked)" if self.video_only else ""
+        if self.ok:
+            moved = f"; {len(self.quarantined)} moved to quarantine" if self.quarantined else ""
+            return f"cache ok: {total - len(self.quarantined)} sample(s){video_only}{moved}"
+        remaining = self.remaining_problems
+        samples = {p.sample for p in remaining if p.sample is not None}
+        cache_wide = sum(1 for p in remaining if p.sample is None)
+        where = [f"{len(samples)} of {total} sample(s)"] if samples else []
+        if cache_wide:
+            where.append(f"{cache_wide} cache-wide (every sample is affected)")
+        return f"cache NOT ok: {len(remaining)} problem(s) remain in {', '.join(where)}"
+
     def to_dict(self) -> dict:
         return {
             "root": str(self.root),
@@ -135,7 +144,9 @@ class VerifyReport:
             "problems": [asdict(p) for p in self.problems],
             "quarantined": self.quarantined,
             "remaining_problems": len(self.remaining_problems),
+            "video_only": self.video_only,
             "ok": self.ok,
+            "verdict": self.verdict,
         }
 
 
@@ -162,21 +173,6 @@ def sources_from_config(cfg: LtxTrainerConfig) -> dict[str, str]:
     return sources
 
 
-def guess_kind(folder: str) -> str:
-    """The kind of a source folder from its name: official names first, then words in the name."""
-    name = Path(folder).name.lower()
-    if name in KNOWN_SOURCES:
-        return KNOWN_SOURCES[name]
-    audio = "audio" in name
-    if "mask" in name:
-        return "audio_mask" if audio else "video_mask"
-    if "ref" in name:
-        return "audio_reference" if audio else "video_reference"
-    if "cond" in name or "text" in name or "prompt" in name:
-        return "conditions"
-    return "audio_latents" if audio else "video_latents"
-
-
 def sources_from_names(names: Iterable[str]) -> dict[str, str]:
     """``["latents", "my_masks:video_mask"]`` -> folder -> kind; a kind after ``:`` overrides the guess."""
     sources = {}
@@ -184,7 +180,7 @@ def sources_from_names(names: Iterable[str]) -> dict[str, str]:
         folder, _, kind = entry.partition(":")
         kind = kind or guess_kind(folder)
         if kind not in SOURCE_KINDS:
-            raise ValueError(f"source {entry!r}: unknown kind {kind!r}; use one of {', '.join(SOURCE_KINDS)}")
+            raise UsageError(f"source {entry!r}: unknown kind {kind!r}; use one of {', '.join(SOURCE_KINDS)}")
         sources[folder] = kind
     return sources
 
@@ -203,154 +199,14 @@ def _sample_folders(root: Path) -> list[Path]:
     ]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Per-file checks
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class _Bad(Exception):
-    """A file problem found while checking; carries the kind."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def _scalar(data: dict, key: str, kind: type = int) -> float | int:
-    if key not in data:
-        raise _Bad("keys", f"no {key!r} entry")
-    try:
-        value = kind(data[key].item() if isinstance(data[key], torch.Tensor) else data[key])
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise _Bad("keys", f"{key!r} is not a number ({data[key]!r})") from e
-    if kind is float and not math.isfinite(value):
-        raise _Bad("non_finite", f"{key!r} is {value}")
-    return value
-
-
-def _tensor(data: dict, *keys: str) -> tuple[str, torch.Tensor]:
-    for key in keys:
-        value = data.get(key)
-        if isinstance(value, torch.Tensor):
-            return key, value
-    raise _Bad("keys", f"no tensor {' or '.join(repr(k) for k in keys)}; keys present: {sorted(data)}")
-
-
-def _check_finite(data: dict) -> None:
-    for key, value in data.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-            nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
-            raise _Bad("non_finite", f"{key!r} has {nan} NaN and {inf} Inf values")
-
-
-def _video_info(data: dict, spec: FamilySpec | None) -> dict:
-    """Checks a video (or reference) latents dict; returns its grid, channels and fps."""
-    _, latents = _tensor(data, "latents")
-    frames, height, width = (_scalar(data, k) for k in ("num_frames", "height", "width"))
-    fps = _scalar(data, "fps", float)
-    if fps <= 0:
-        raise _Bad("shape", f"fps={fps} must be > 0")
-    if latents.ndim == 4:
-        channels = latents.shape[0]
-        if tuple(latents.shape[1:]) != (frames, height, width):
-            raise _Bad(
-                "shape",
-                f"latents {list(latents.shape)} disagree with num_frames={frames}, height={height}, width={width}",
-            )
-    elif latents.ndim == 2:  # legacy patchified [F'*H'*W', C]
-        channels = latents.shape[1]
-        if latents.shape[0] != frames * height * width:
-            raise _Bad(
-                "shape",
-                f"patchified latents {list(latents.shape)} hold {latents.shape[0]} tokens, but num_frames x height x "
-                f"width = {frames * height * width}",
-            )
-    else:
-        raise _Bad("shape", f"latents {list(latents.shape)} are neither [C, F, H, W] nor patchified [N, C]")
-    if spec is not None and channels != spec.latent_channels:
-        raise _Bad("shape", f"{channels} latent channels, the model has {spec.latent_channels}")
-    return {"grid": (frames, height, width), "channels": channels, "fps": fps}
-
-
-def _audio_info(data: dict, spec: FamilySpec | None) -> dict:
-    """Checks an audio (or audio reference) latents dict; returns its length and duration."""
-    _, latents = _tensor(data, "latents")
-    steps = _scalar(data, "num_time_steps")
-    if latents.ndim == 3:
-        if latents.shape[1] != steps:
-            raise _Bad("shape", f"audio latents {list(latents.shape)} disagree with num_time_steps={steps}")
-        if "frequency_bins" in data and latents.shape[2] != (bins := _scalar(data, "frequency_bins")):
-            raise _Bad("shape", f"audio latents {list(latents.shape)} disagree with frequency_bins={bins}")
-        model_layout = (spec.audio_latent_channels, spec.audio_mel_bins) if spec is not None else None
-        if model_layout is not None and (latents.shape[0], latents.shape[2]) != model_layout:
-            raise _Bad(
-                "shape",
-                f"audio latents {list(latents.shape)}, the model's are [{spec.audio_latent_channels}, T, "
-                f"{spec.audio_mel_bins}]",
-            )
-    elif latents.ndim == 2:  # patchified [T, C*B]
-        if latents.shape[0] != steps:
-            raise _Bad("shape", f"patchified audio latents {list(latents.shape)} disagree with num_time_steps={steps}")
-    else:
-        raise _Bad("shape", f"audio latents {list(latents.shape)} are neither [C, T, F] nor patchified [T, C*F]")
-    duration = _scalar(data, "duration", float) if "duration" in data else None
-    rate = spec.audio_latents_per_second if spec is not None else 25.0
-    if duration is not None:
-        if duration <= 0:
-            raise _Bad("shape", f"duration={duration} must be > 0")
-        if abs(steps / rate - duration) > 1.0 / rate + 1e-6:
-            raise _Bad(
-                "shape",
-                f"num_time_steps={steps} is {steps / rate:.3f} s at {rate:g} latents/s, but duration={duration:.3f} s",
-            )
-    return {"steps": steps, "duration": duration}
-
-
-def _conditions_info(data: dict) -> dict:
-    _, video = _tensor(data, "video_prompt_embeds", "prompt_embeds")
-    _, mask = _tensor(data, "prompt_attention_mask")
-    if video.ndim != 2 or mask.ndim != 1 or video.shape[0] != mask.shape[0]:
-        raise _Bad(
-            "shape", f"prompt embeds {list(video.shape)} and attention mask {list(mask.shape)} should be [L, D] and [L]"
-        )
-    audio = data.get("audio_prompt_embeds")
-    if isinstance(audio, torch.Tensor) and (audio.ndim != 2 or audio.shape[0] != mask.shape[0]):
-        raise _Bad("shape", f"audio_prompt_embeds {list(audio.shape)} should be [{mask.shape[0]}, D]")
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        raise _Bad("shape", "prompt_attention_mask holds values other than 0 and 1")
-    return {"length": mask.shape[0]}
-
-
-def _mask_info(data: dict, ndim: int) -> dict:
-    _, mask = _tensor(data, "mask")
-    if mask.ndim != ndim:
-        want = "[F', H', W']" if ndim == 3 else "[T]"
-        raise _Bad("shape", f"mask {list(mask.shape)} should be {want}")
-    if mask.is_floating_point() and bool(((mask < 0) | (mask > 1)).any()):
-        raise _Bad("shape", "mask values outside [0, 1]")
-    return {"shape": tuple(mask.shape)}
-
-
 def check_file(path: Path, kind: str, spec: FamilySpec | None = None) -> dict:
-    """Read one cache file and check it on its own; returns what the cross-source checks need.
+    """Read one cache file and check it on its own (:func:`~ltx_trainer.data.checks.check_sample_data`, the check
+    the dataset runs when it loads a sample).
 
     Raises:
-        CacheError: The file can't be read.
-        _Bad: A problem (its ``kind`` says which).
+        CacheError: The file can't be read, or a check failed (:class:`SampleCheckError`, with its ``kind``).
     """
-    data = read_sample_file(path)
-    if kind in ("video_latents", "video_reference"):
-        info = _video_info(data, spec)
-    elif kind in ("audio_latents", "audio_reference"):
-        info = _audio_info(data, spec)
-    elif kind == "conditions":
-        info = _conditions_info(data)
-    elif kind in ("video_mask", "audio_mask"):
-        info = _mask_info(data, 3 if kind == "video_mask" else 1)
-    else:
-        raise ValueError(f"unknown source kind {kind!r}")
-    _check_finite(data)
-    return info
+    return check_sample_data(read_sample_file(path), kind, spec)
 
 
 def _cross_checks(
@@ -394,7 +250,7 @@ def _cross_checks(
                         f"mask length {m['shape'][0]} != {folder}/ num_time_steps {a['steps']}",
                     )
                 )
-    if video is not None and audio is not None and audio[1]["duration"] is not None:
+    if video is not None and audio is not None and audio[1]["duration"] is not None and video[1]["fps"] is not None:
         frames, fps = video[1]["grid"][0], video[1]["fps"]
         video_seconds = ((frames - 1) * temporal + 1) / fps
         step = temporal / fps
@@ -459,14 +315,14 @@ def verify_cache(
         The report; nothing on disk changes.
 
     Raises:
-        FileNotFoundError: The data root doesn't exist or holds no source folder.
+        CacheIncomplete: The data root doesn't exist or holds no source folder (a ``DataError``).
     """
     root = precomputed_root(data_root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: data root not found; pass the folder preprocessing wrote")
+        raise CacheIncomplete(f"{root}: data root not found; pass the folder preprocessing wrote")
     sources = dict(sources) if sources else discover_sources(root)
     if not sources:
-        raise FileNotFoundError(
+        raise CacheIncomplete(
             f"{root}: no source folder ({', '.join(KNOWN_SOURCES)}); pass --source or --config, or run preprocessing"
         )
     if isinstance(model, str | Path):
@@ -492,26 +348,63 @@ def verify_cache(
         found = fingerprint_problems(root, sources, model)
         report.problems.extend(Problem(None, folder, "fingerprint", message) for folder, message in found)
 
+    widths: dict[str, tuple] = {}
     for sample in report.samples:
         infos: dict[str, dict] = {}
         problems: list[Problem] = []
         for folder, kind in sources.items():
             path = indexes[folder].get(sample)
             if path is None:
-                if (root / folder).is_dir():
+                if kind == "audio_latents" and _audio_missing_by_choice(sample, indexes, sources):
+                    report.video_only.append(sample)
+                elif (root / folder).is_dir():
                     problems.append(Problem(sample, folder, "missing", f"no file in {folder}/"))
                 continue
             rel = path.relative_to(root).as_posix()
             try:
                 infos[folder] = check_file(path, kind, spec)
+            except SampleCheckError as e:
+                problems.append(Problem(sample, folder, e.kind, f"{rel}: {e}"))
             except CacheError as e:
                 problems.append(Problem(sample, folder, "unreadable", str(e)))
-            except _Bad as e:
-                problems.append(Problem(sample, folder, e.kind, f"{rel}: {e}"))
-        if not any(p.kind in ("unreadable", "keys", "shape", "non_finite") for p in problems):
+        if not any(p.kind in FILE_PROBLEMS for p in problems):
             problems.extend(_cross_checks(sample, infos, sources, spec))
         report.problems.extend(problems)
+        for folder, info in infos.items():
+            if sources[folder] == "conditions":
+                widths[sample] = info["width"]
+    report.problems.extend(_width_outliers(widths, sources))
     return report
+
+
+def _audio_missing_by_choice(sample: str, indexes: dict[str, dict[str, Path]], sources: dict[str, str]) -> bool:
+    """The sample's video latents say it has no audio (``preprocess --allow-missing-audio``): not a missing file."""
+    for folder, kind in sources.items():
+        if kind == "video_latents" and (path := indexes[folder].get(sample)) is not None:
+            try:
+                return bool(read_scalars(path).get(AUDIO_MISSING_KEY))
+            except CacheError:
+                return False
+    return False
+
+
+def _width_outliers(widths: dict[str, tuple], sources: dict[str, str]) -> list[Problem]:
+    """Text features of another width than most of the cache's (a model without a known width still catches them)."""
+    if len(set(widths.values())) <= 1:
+        return []
+    common, count = Counter(widths.values()).most_common(1)[0]
+    folder = next(f for f, k in sources.items() if k == "conditions")
+    return [
+        Problem(
+            sample,
+            folder,
+            "shape",
+            f"text features {width[0]} wide (audio {width[1]}), while {count} other sample(s) have {common[0]} "
+            f"(audio {common[1]}): made by another text encoder; re-run preprocessing for it",
+        )
+        for sample, width in sorted(widths.items())
+        if width != common
+    ]
 
 
 def _free_destination(path: Path) -> Path:
@@ -560,8 +453,4 @@ def quarantine(report: VerifyReport) -> dict[str, list[str]]:
 def write_report(report: VerifyReport, path: Path | None = None) -> Path:
     """Write the report as JSON (default ``<cache root>/verify_report.json``), atomically."""
     path = Path(path) if path is not None else report.root / REPORT_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, report.to_dict())

@@ -16,9 +16,10 @@ How each condition is encoded (``W x H x F`` at ``fps`` is the output; T = 8 fra
 - ``spatial_crop``: the clip encoded whole; tokens inside ``(y1, x1, y2, x2)`` (pixels, floor-divided by S, as in
   training) on every latent frame.
 - ``mask``: the clip encoded whole; the mask file picks the kept tokens (1 = keep). Video masks: an image or video
-  (luma > 0.5 after averaging each S x S cell, latent frame k = max over its T pixel frames, frame 0 alone), or a
-  tensor file (``.pt``/``.safetensors`` with a ``mask`` key, ``.npy``) on the latent grid ``[F', H', W']`` (other
-  sizes are resampled, nearest). Audio masks: a tensor file ``[T]`` (resampled to the latent steps).
+  (luma > 0.5 after averaging each S x S cell, latent frame k = max over its T pixel frames, frame 0 alone), or an
+  array file (``data/masks.py``: ``.pt``/``.safetensors`` with a ``mask`` key, ``.npy``, ``.json``, ``.txt``) on the
+  latent grid ``[F', H', W']`` (other sizes are resampled, nearest). Audio masks: an array file ``[T]`` (resampled
+  to the latent steps).
 - ``reference``: the clip (every ``temporal_scale_factor``-th frame, at ``1 / downscale_factor`` size) encoded as
   extra tokens placed before the target, with the training strategy's own positions (``reference_video_positions``:
   y, x scaled by the downscale factor; time at ``fps / S_t``, shifted by ``-(S_t - 1) / fps``, clamped at 0). Audio
@@ -33,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +47,14 @@ from ltx_trainer.config import (
     ValidationSpatialCrop,
     ValidationSuffix,
     ValidationVideoToAudio,
+)
+from ltx_trainer.data.masks import (
+    MASK_ARRAY_SUFFIXES,
+    MaskError,
+    is_mask_array,
+    load_mask_array,
+    resample_mask,
+    video_mask_to_latent,
 )
 from ltx_trainer.data.media import is_image_file, read_audio, read_video, resize_and_crop
 from ltx_trainer.models import latents as lat
@@ -127,66 +135,27 @@ def _to_pixels(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0  # [1, 3, F, H, W] in [-1, 1]
 
 
-def _load_tensor(path: Path) -> torch.Tensor:
-    if path.suffix in (".pt", ".pth"):
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    elif path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        data = load_file(path)
-        if "mask" not in data and len(data) == 1:
-            data = next(iter(data.values()))
-    elif path.suffix == ".npy":
-        data = torch.from_numpy(np.load(path))
-    else:
-        raise ValueError(f"{path}: not a tensor file (.pt, .safetensors, .npy)")
-    if isinstance(data, dict):
-        if "mask" not in data:
-            raise ValueError(f"{path}: no 'mask' entry (found {sorted(data)})")
-        data = data["mask"]
-    if not isinstance(data, torch.Tensor):
-        raise ValueError(f"{path}: expected a mask tensor, found {type(data).__name__}")
-    return data.float()
-
-
-def _resample(mask: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    if tuple(mask.shape) == size:
-        return mask
-    return F.interpolate(mask[None, None], size=size, mode="nearest")[0, 0]
-
-
-def video_mask_to_latent(mask: torch.Tensor, temporal: int = 8, spatial: int = 32) -> torch.Tensor:
-    """Pixel mask ``[F, H, W]`` in [0, 1] -> latent grid ``[F', H', W']`` in [0, 1]: average over each S x S cell,
-    then latent frame 0 = pixel frame 0 and latent frame k = max over pixel frames ``T(k-1)+1 .. Tk``."""
-    cells = F.avg_pool2d(mask[:, None], spatial)[:, 0]  # [F, H', W']
-    first, rest = cells[:1], cells[1:]
-    if rest.shape[0] == 0:
-        return first
-    groups = rest.reshape(rest.shape[0] // temporal, temporal, *rest.shape[1:]).amax(dim=1)
-    return torch.cat([first, groups])
-
-
 def read_mask(path: str | Path, grid: tuple[int, ...], geo: Geometry, model: LTXModel) -> torch.Tensor:
     """Bool ``[N]`` of kept tokens from a mask file (see the module docstring), on a video ``(F', H', W')`` or audio
     ``(T,)`` grid."""
     path = Path(path)
     video = len(grid) == 3
-    if path.suffix in (".pt", ".pth", ".safetensors", ".npy"):
-        mask = _load_tensor(path)
+    if is_mask_array(path):
+        mask = load_mask_array(path)
         if video and mask.ndim == 2:
             mask = mask[None].expand(grid[0], -1, -1)
         if mask.ndim != len(grid):
             want = "[F', H', W'] (or [H', W'])" if video else "[T]"
-            raise ValueError(f"{path}: mask of shape {list(mask.shape)}, expected {want} for this condition")
-        return (_resample(mask, grid) > 0.5).flatten()
+            raise MaskError(f"{path}: mask of shape {list(mask.shape)}, expected {want} for this condition")
+        return (resample_mask(mask, grid) > 0.5).flatten()
     if not video:
-        raise ValueError(f"{path}: audio masks are tensor files (.pt, .safetensors, .npy) of latent steps [T]")
+        raise MaskError(f"{path}: audio masks are array files ({', '.join(MASK_ARRAY_SUFFIXES)}) of latent steps [T]")
     spec = model.spec
     luma = read_clip(path, geo).float().mean(dim=-1) / 255.0  # [F, H, W]
     if is_image_file(path):
         luma = luma[:1].expand(geo.frames, -1, -1)
     latent = video_mask_to_latent(luma, spec.temporal_compression, spec.spatial_compression)
-    return (_resample(latent, grid) > 0.5).flatten()
+    return (resample_mask(latent, grid) > 0.5).flatten()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
