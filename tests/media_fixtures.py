@@ -27,6 +27,7 @@ __all__ = [
     "clip_audio",
     "clip_frame",
     "clip_frames",
+    "invoke_command",
     "make_audio_only",
     "make_clip",
     "make_corrupt",
@@ -322,3 +323,33 @@ def make_damaged(
     dst = Path(dst)
     dst.write_bytes(bytes(data))
     return dst
+
+
+class CommandResult:
+    """What a command run by :func:`invoke_command` did: its exit code and everything it printed (error included)."""
+
+    def __init__(self, exit_code: int, output: str, exception: BaseException | None) -> None:
+        self.exit_code = exit_code
+        self.output = output
+        self.exception = exception
+
+
+def invoke_command(command, *args: str, columns: int = 200) -> CommandResult:
+    """Run one ``commands/`` verb through typer's CLI parser, as ``ltx-trainer <verb> ARGS`` would.
+
+    An expected failure (:class:`ltx_trainer.errors.LtxTrainerError`) becomes its ``exit_code`` with its message
+    appended to the output, as the CLI's single error handler prints it.
+    """
+    import typer
+    from typer.testing import CliRunner
+
+    from ltx_trainer.errors import LtxTrainerError
+
+    app = typer.Typer()
+    app.command()(command)
+    result = CliRunner().invoke(app, list(args), env={**os.environ, "COLUMNS": str(columns)})
+    if isinstance(result.exception, LtxTrainerError):
+        return CommandResult(
+            result.exception.exit_code, f"{result.output}error: {result.exception}\n", result.exception
+        )
+    return CommandResult(result.exit_code, result.output, result.exception)

@@ -89,6 +89,7 @@ def split_scenes(
     from rich.table import Table
 
     from ltx_trainer.data.scenes import split_folder
+    from ltx_trainer.errors import PartialFailure, UsageError
 
     params = _parse_params(param or [])
     if threshold is not None:
@@ -115,7 +116,7 @@ def split_scenes(
             show_progress=progress,
         )
     except ValueError as e:  # settings the user gave: detector parameters, lengths, no input found
-        raise typer.BadParameter(str(e)) from None
+        raise UsageError(str(e)) from None
 
     table = Table("input", "scenes", "clips", "error")
     for result in summary.results:
@@ -128,5 +129,6 @@ def split_scenes(
     console.print(table)
     console.print(f"report: {summary.report}\nscene list: {summary.scene_list}", highlight=False)
     if not summary.succeeded:
-        console.print(f"[red]error:[/red] none of the {len(summary.results)} input(s) could be processed")
-        raise typer.Exit(code=1)
+        raise PartialFailure(f"none of the {len(summary.results)} input(s) could be processed")
+    if summary.failed:
+        raise PartialFailure(f"{len(summary.failed)} of {len(summary.results)} input(s) failed; see {summary.report}")
