@@ -6,6 +6,7 @@ import inspect
 import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +16,7 @@ import av
 
 from ltx_trainer import logger
 from ltx_trainer.data.media import MediaError, decode_video_frames, open_input, probe, video_stream
+from ltx_trainer.data.media.container import _expected_num_frames, warn_once
 from ltx_trainer.data.scenes.timecodes import Length, Scene, parse_length
 
 if TYPE_CHECKING:
@@ -191,6 +193,38 @@ def _limit_scenes(
     return kept
 
 
+@dataclass
+class Detection:
+    """What :func:`detect_video` found: the scenes kept and how much of the video actually decoded.
+
+    Attributes:
+        scenes: The scenes kept (after the length rules).
+        fps: The video's frame rate.
+        decoded_frames: Frames that decoded.
+        expected_frames: Frames the container announces (0 when it does not say).
+        min_frames: ``min_scene_len`` in frames.
+        note: Why no scene was kept (``None`` when some were).
+    """
+
+    scenes: list[Scene]
+    fps: float
+    decoded_frames: int
+    expected_frames: int
+    min_frames: int
+    note: str | None = None
+
+    @property
+    def damaged(self) -> str | None:
+        """Why the video looks truncated or damaged (fewer frames decoded than announced), or ``None``."""
+        missing = self.expected_frames - self.decoded_frames
+        if self.expected_frames <= 0 or missing <= max(1, self.expected_frames // 100):
+            return None
+        return (
+            f"truncated or damaged: only {self.decoded_frames} of the {self.expected_frames} frames the file announces "
+            f"decoded ({self.decoded_frames / self.fps:.3f} s of {self.expected_frames / self.fps:.3f} s)"
+        )
+
+
 def detect_scenes(
     path: str | os.PathLike[str],
     detector: DetectorName | str = "content",
@@ -231,6 +265,24 @@ def detect_scenes(
         MediaError: The file cannot be opened, has no video stream or no decodable frame.
         ValueError: Bad detector, parameters or lengths.
     """
+    return detect_video(
+        path, detector, detector_params, min_scene_len, max_scene_len, max_scenes, skip_start, skip_end, progress
+    ).scenes
+
+
+def detect_video(
+    path: str | os.PathLike[str],
+    detector: DetectorName | str = "content",
+    detector_params: Mapping[str, Any] | None = None,
+    min_scene_len: Length = DEFAULT_MIN_SCENE_LEN,
+    max_scene_len: Length | None = None,
+    max_scenes: int | None = None,
+    skip_start: Length = 0.0,
+    skip_end: Length = 0.0,
+    progress: Callable[[int], None] | None = None,
+) -> Detection:
+    """:func:`detect_scenes` that also says how much of the video decoded and why nothing was kept (see
+    :class:`Detection`)."""
     path = Path(path)
     if max_scenes is not None and max_scenes < 1:
         raise ValueError(f"max_scenes must be >= 1 or None, got {max_scenes}")
@@ -272,15 +324,25 @@ def detect_scenes(
             raise MediaError(path, "no decodable video frames")
         if total > start:
             cuts.extend(tc.frame_num for tc in scene_detector.post_process(FrameTimecode(total - 1, fps=rate)))
+        expected = _expected_num_frames(container)
 
+    result = Detection([], fps, total, expected, min_frames)
+    if damaged := result.damaged:
+        warn_once(path, "truncated", f"{path}: {damaged}")
     end = total - skip_end_frames
     if end <= start:
-        logger.warning(
-            f"{path}: skip_start ({start} frames) and skip_end ({skip_end_frames} frames) leave nothing of its "
-            f"{total} frames"
+        result.note = (
+            f"no scene kept: skip_start ({start} frames) and skip_end ({skip_end_frames} frames) leave nothing of "
+            f"its {total} frame(s)"
         )
-        return []
+        logger.warning(f"{path}: {result.note}")
+        return result
     scenes = _scenes_from_cuts(cuts, start, end, fps)
-    kept = _limit_scenes(scenes, min_frames, max_frames, max_scenes)
-    logger.debug(f"{path}: {len(scenes)} scene(s) detected, {len(kept)} kept, cuts at frames {sorted(set(cuts))}")
-    return kept
+    result.scenes = _limit_scenes(scenes, min_frames, max_frames, max_scenes)
+    if not result.scenes:
+        what = "its single frame is" if total == 1 else f"all {len(scenes)} scene(s) of its {total} frames are"
+        result.note = f"no scene kept: {what} shorter than min_scene_len ({min_frames} frames)"
+    logger.debug(
+        f"{path}: {len(scenes)} scene(s) detected, {len(result.scenes)} kept, cuts at frames {sorted(set(cuts))}"
+    )
+    return result

@@ -1,18 +1,81 @@
-"""Many inputs: collect, name, detect, export, report (:func:`split_folder`)."""
+"""Many inputs: collect, name, detect, export, report (:func:`split_folder`).
+
+Every input is accounted for: videos are split (or resumed, failed, found damaged, or kept no scene, each with its
+reason); images, audio and other files found in a folder are listed as skipped with the reason. Clip names are
+unique per source across runs into the same folder, and the scene list and report accumulate.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
 from ltx_trainer import logger
-from ltx_trainer.data.media import VIDEO_EXTENSIONS, MediaError, probe
-from ltx_trainer.data.scenes.detection import DEFAULT_MIN_SCENE_LEN, DetectorName, check_detector_params, detect_scenes
+from ltx_trainer.data.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaError, probe
+from ltx_trainer.data.scenes.detection import DEFAULT_MIN_SCENE_LEN, DetectorName, check_detector_params, detect_video
 from ltx_trainer.data.scenes.export import PREVIEW_DIR, _export
-from ltx_trainer.data.scenes.report import InputResult, SplitSummary, _jsonable, _write_scene_list, write_report
+from ltx_trainer.data.scenes.report import (
+    REPORT,
+    SCENE_LIST,
+    InputResult,
+    SplitSummary,
+    _jsonable,
+    _write_scene_list,
+    read_scene_list,
+    source_key,
+    write_report,
+)
 from ltx_trainer.data.scenes.timecodes import Length, TimecodeFormat, parse_length
+
+
+def _not_a_video(path: Path) -> str | None:
+    """Why split-scenes does not take ``path`` (``None`` for a video, or an unknown suffix worth trying)."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "a still image, not a video (nothing to cut; caption and preprocess take it as it is)"
+    if suffix in AUDIO_EXTENSIONS:
+        return "audio only, not a video (nothing to cut; caption and preprocess take it as it is)"
+    return None
+
+
+def scan_inputs(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], exclude: Path | None = None
+) -> tuple[list[Path], dict[Path, str]]:
+    """The videos among ``inputs`` (folders searched recursively) and the other files with why they are skipped.
+
+    Hidden files and folders and the content of ``exclude`` (the output folder) are left out silently. A file given
+    by name with an unknown suffix is kept as a video to try; images and audio files are skipped.
+    """
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    found: dict[Path, None] = {}
+    skipped: dict[Path, str] = {}
+    excluded = exclude.resolve() if exclude is not None else None
+    for item in map(Path, items):
+        if not item.is_dir():
+            if reason := _not_a_video(item):
+                skipped[item] = reason
+            else:
+                found.setdefault(item, None)
+            continue
+        videos = []
+        for p in sorted(item.rglob("*")):
+            relative = p.relative_to(item).parts
+            if not p.is_file() or any(part.startswith(".") for part in relative):
+                continue
+            if excluded is not None and p.resolve().is_relative_to(excluded):
+                continue
+            if p.suffix.lower() in VIDEO_EXTENSIONS:
+                videos.append(p)
+            else:
+                skipped[p] = _not_a_video(p) or f"not a supported kind ({p.suffix or 'no extension'}; not a video)"
+        if not videos:
+            logger.warning(f"{item}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in this folder")
+        for p in videos:
+            found.setdefault(p, None)
+    return list(found), skipped
 
 
 def collect_inputs(
@@ -24,41 +87,62 @@ def collect_inputs(
         inputs: Files and/or folders.
         exclude: A folder whose content is skipped (the output folder, when it lies inside an input folder).
     """
-    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    found: list[Path] = []
-    excluded = exclude.resolve() if exclude is not None else None
-    for item in map(Path, items):
-        if item.is_dir():
-            videos = sorted(
-                p
-                for p in item.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in VIDEO_EXTENSIONS
-                and not p.name.startswith(".")
-                and (excluded is None or not p.resolve().is_relative_to(excluded))
-            )
-            if not videos:
-                logger.warning(f"{item}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in this folder")
-            found.extend(videos)
-        else:
-            found.append(item)
-    unique: dict[Path, None] = {}
-    for p in found:
-        unique.setdefault(p, None)
-    return list(unique)
+    return scan_inputs(inputs, exclude)[0]
 
 
-def _unique_names(paths: Sequence[Path]) -> list[str]:
+def _has_outputs(out_dir: Path, name: str) -> bool:
+    pattern = f"{glob.escape(name)}-Scene-*"
+    return any(out_dir.glob(pattern)) or any((out_dir / PREVIEW_DIR).glob(pattern))
+
+
+def _unique_names(paths: Sequence[Path], earlier: Mapping[str, InputResult], out_dir: Path | None = None) -> list[str]:
+    """A base name per input: the one an earlier run gave the same source, else its stem made unique among every
+    source of the folder (``b``, ``b-2``, ...) and the files already there."""
+    taken = {r.name for key, r in earlier.items()}
     names: list[str] = []
-    used: set[str] = set()
     for p in paths:
+        if (previous := earlier.get(source_key(p))) is not None:
+            names.append(previous.name)
+            continue
         name, n = p.stem, 1
-        while name in used:
+        while name in taken or (out_dir is not None and _has_outputs(out_dir, name)):
             n += 1
             name = f"{p.stem}-{n}"
-        used.add(name)
+        taken.add(name)
         names.append(name)
     return names
+
+
+def _source_stamp(path: Path) -> dict[str, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _resumable(earlier: InputResult | None, stamp: dict[str, int], settings: dict[str, Any]) -> bool:
+    """Whether an earlier run split this very source with these settings and all its outputs are still there."""
+    return (
+        earlier is not None
+        and earlier.ok
+        and bool(stamp)
+        and earlier.source == stamp
+        and earlier.settings == settings
+        and all(p.is_file() for p in earlier.outputs)
+    )
+
+
+def _remove_stale(earlier: InputResult | None, result: InputResult, out_dir: Path) -> None:
+    """Delete the outputs an earlier run wrote for this source that the new run no longer produces."""
+    if earlier is None:
+        return
+    keep = {p.resolve() for p in result.outputs}
+    root = out_dir.resolve()
+    for old in earlier.outputs:
+        resolved = old.resolve()
+        if resolved not in keep and resolved.is_relative_to(root) and old.name.startswith(f"{earlier.name}-Scene-"):
+            old.unlink(missing_ok=True)
 
 
 def split_folder(
@@ -125,13 +209,35 @@ def split_folder(
 
         if f".{image_format.lower().lstrip('.')}" not in Image.registered_extensions():
             raise ValueError(f"image_format {image_format!r} is not an image format PIL writes (use jpg or png)")
-    paths = collect_inputs(inputs, exclude=out_dir)
-    if not paths:
+    paths, skipped = scan_inputs(inputs, exclude=out_dir)
+    if not paths and not skipped:
         raise ValueError(f"no input videos found in {inputs}")
+    for path, reason in skipped.items():
+        logger.info(f"skipped {path}: {reason}")
     out_dir.mkdir(parents=True, exist_ok=True)
     preview_dir = out_dir / PREVIEW_DIR if previews else None
+    settings = {
+        "detector": detector,
+        "detector_params": {k: _jsonable(v) for k, v in (detector_params or {}).items()},
+        "min_scene_len": min_scene_len,
+        "max_scene_len": max_scene_len,
+        "max_scenes": max_scenes,
+        "skip_start": skip_start,
+        "skip_end": skip_end,
+    }
+    # what decides the outputs of a source: a rerun with the same ones over the same file is a resume
+    output_settings = {
+        **settings,
+        "split": split,
+        "previews": previews,
+        "image_format": image_format,
+        "timecodes_in_name": timecode_format if timecodes_in_name else None,
+        "crf": crf,
+        "preset": preset,
+    }
+    earlier = read_scene_list(out_dir / SCENE_LIST)
 
-    results = [InputResult(p, name) for p, name in zip(paths, _unique_names(paths), strict=True)]
+    results = [InputResult(p, name) for p, name in zip(paths, _unique_names(paths, earlier, out_dir), strict=True)]
     console = Console(stderr=True)
     columns = (
         TextColumn("{task.description}"),
@@ -142,8 +248,18 @@ def split_folder(
     with Progress(*columns, console=console, disable=not show_progress, transient=False) as bar:
         inputs_task = bar.add_task("scenes", total=len(results))
         frames_task = bar.add_task("frames", total=None, visible=False)
-        for result in results:
+        for k, result in enumerate(results):
             bar.update(inputs_task, description=f"scenes: {result.path.name}")
+            previous = earlier.get(source_key(result.path))
+            stamp = _source_stamp(result.path)
+            if _resumable(previous, stamp, output_settings):
+                assert previous is not None
+                results[k] = result = previous
+                result.path, result.resumed = Path(result.path), True
+                logger.info(f"{result.path}: already split with these settings, kept ({len(result.scenes)} scene(s))")
+                bar.advance(inputs_task)
+                continue
+            result.source, result.settings = stamp, output_settings
             try:
                 info = probe(result.path)
                 result.fps, result.duration = info.fps, info.duration
@@ -153,7 +269,7 @@ def split_folder(
                 def advance(n: int) -> None:
                     bar.advance(frames_task, n)
 
-                result.scenes = detect_scenes(
+                detection = detect_video(
                     result.path,
                     detector,
                     detector_params,
@@ -164,8 +280,11 @@ def split_folder(
                     skip_end,
                     progress=advance,
                 )
-                if result.scenes:
-                    result.fps = result.scenes[0].fps
+                result.scenes, result.note, result.damaged = detection.scenes, detection.note, detection.damaged
+                result.fps, result.duration = detection.fps, detection.decoded_frames / detection.fps
+                exporting = bool(result.scenes) and (split or previews)
+                export_frames = max(s.end_frame for s in result.scenes) if exporting else 0
+                bar.update(frames_task, total=detection.decoded_frames + export_frames)  # what decodes, not the header
                 exported = _export(
                     result.path,
                     result.scenes,
@@ -185,23 +304,22 @@ def split_folder(
                 result.error = e.reason if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
                 logger.error(f"skipped {result.path}: {result.error}")
                 logger.debug("traceback", exc_info=True)
+            _remove_stale(previous, result, out_dir)
+            done = bar.tasks[frames_task].completed
+            bar.update(frames_task, total=max(done, 1), completed=done)  # the bar ends where the work ended
             bar.advance(inputs_task)
         bar.update(inputs_task, description="scenes")
 
-    settings = {
-        "detector": detector,
-        "detector_params": {k: _jsonable(v) for k, v in (detector_params or {}).items()},
-        "min_scene_len": min_scene_len,
-        "max_scene_len": max_scene_len,
-        "max_scenes": max_scenes,
-        "skip_start": skip_start,
-        "skip_end": skip_end,
-    }
-    scene_list = _write_scene_list(results, out_dir / "scenes.json", timecode_format, settings)
-    report = write_report(results, out_dir / "scenes.html", timecode_format, settings)
+    # The scene list and report cover every source split into this folder, this run's and earlier ones'.
+    merged = dict(earlier)
+    for result in results:
+        merged[source_key(result.path)] = result
+    everything = list(merged.values())
+    scene_list = _write_scene_list(everything, out_dir / SCENE_LIST, timecode_format, settings, skipped)
+    report = write_report(everything, out_dir / REPORT, timecode_format, settings, skipped)
     failed = sum(1 for r in results if not r.ok)
     logger.info(
-        f"{len(results) - failed} of {len(results)} input(s) processed, {failed} failed; "
+        f"{len(results) - failed} of {len(results)} input(s) processed, {failed} failed, {len(skipped)} skipped; "
         f"{sum(len(r.scenes) for r in results)} scene(s); report {report}"
     )
-    return SplitSummary(results, report, scene_list)
+    return SplitSummary(results, report, scene_list, skipped)
