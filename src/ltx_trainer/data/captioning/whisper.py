@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ltx_trainer import logger
 from ltx_trainer.data.captioning.base import WHISPER_SAMPLE_RATE, CaptionError, CaptionStyle, NothingToCaption
 from ltx_trainer.data.captioning.inputs import _read_mono
 
@@ -38,6 +39,9 @@ class WhisperCaptioner:
         compute_type: CTranslate2 compute type (``default``, ``int8``, ``float16``, ...).
         beam_size: Beam width.
         style: Caption style when used alone.
+        no_speech_threshold: Segments Whisper gives a higher no-speech probability are dropped, whatever their text
+            (a hum, a sigh or music transcribed as "Mm-hmm." is not speech). A file left without segments has no
+            speech: as a captioner it raises :class:`NothingToCaption` (skipped, not a failure).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class WhisperCaptioner:
         compute_type: str = "default",
         beam_size: int = 5,
         style: CaptionStyle = "dense",
+        no_speech_threshold: float = 0.6,
     ) -> None:
         try:
             from faster_whisper import WhisperModel
@@ -71,6 +76,7 @@ class WhisperCaptioner:
         self.language = language
         self.vad = vad
         self.beam_size = beam_size
+        self.no_speech_threshold = no_speech_threshold
         self.style = style
 
     def transcribe(self, media: Path) -> str:
@@ -85,7 +91,17 @@ class WhisperCaptioner:
             beam_size=self.beam_size,
             condition_on_previous_text=False,
         )
-        return re.sub(r"\s+", " ", " ".join(segment.text.strip() for segment in segments)).strip()
+        spoken = []
+        for segment in segments:
+            # Whisper's own rule keeps a segment whose text is likely enough even when the model thinks nobody
+            # speaks, which is how a hum or a sigh becomes "Mm-hmm.": here the no-speech verdict wins.
+            if segment.no_speech_prob > self.no_speech_threshold:
+                logger.debug(
+                    f"{media}: dropped {segment.text.strip()!r} (no-speech probability {segment.no_speech_prob:.2f})"
+                )
+                continue
+            spoken.append(segment.text.strip())
+        return re.sub(r"\s+", " ", " ".join(spoken)).strip()
 
     def caption(self, media: Path) -> str:
         transcript = self.transcribe(media)
