@@ -717,3 +717,29 @@ def test_caption_command_writes_metadata_and_exit_codes(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--model" in result.output  # usage
     result = _invoke(str(tmp_path / "data"), "--backend", "qwen-vl", "--model", str(tmp_path / "nope"), "--overwrite")
     assert result.exit_code == 5 and "no config.json" in result.output  # the captioner cannot run
+
+
+def test_documented_caption_and_split_commands_parse() -> None:
+    """Every `ltx-trainer caption` / `split-scenes` line of docs/dataset.md is accepted by the real option parser."""
+    import shlex
+
+    import typer.main
+
+    from ltx_trainer.commands.caption import caption
+    from ltx_trainer.commands.split_scenes import split_scenes
+
+    docs = (Path(__file__).parents[1] / "docs" / "dataset.md").read_text()
+    verbs = {"caption": caption, "split-scenes": split_scenes}
+    checked = 0
+    for line in docs.splitlines():
+        if not line.startswith(("ltx-trainer caption", "ltx-trainer split-scenes")):
+            continue
+        words = shlex.split(line.split("#")[0].replace("…", "x").rstrip(" \\"))
+        app = typer.Typer()
+        app.command()(verbs[words[1]])
+        command = typer.main.get_command(app)
+        command.make_context(words[1], words[2:])  # raises on an unknown option or a bad choice
+        checked += 1
+    assert checked >= 5
+    for style in ("dense", "sections"):
+        assert f"`{style}`" in docs  # the styles the docs name are the CLI's
