@@ -29,12 +29,14 @@ straight to ``caption``/``preprocess`` (which skip hidden folders) without the p
 from ltx_trainer.data.scenes.detection import (
     DEFAULT_MIN_SCENE_LEN,
     DETECTORS,
+    Detection,
     DetectorName,
     check_detector_params,
     detect_scenes,
+    detect_video,
 )
 from ltx_trainer.data.scenes.export import PREVIEW_DIR, save_previews, split_video
-from ltx_trainer.data.scenes.folder import collect_inputs, split_folder
+from ltx_trainer.data.scenes.folder import collect_inputs, scan_inputs, split_folder
 from ltx_trainer.data.scenes.report import InputResult, SplitSummary, write_report
 from ltx_trainer.data.scenes.timecodes import (
     Length,
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_MIN_SCENE_LEN",
     "DETECTORS",
     "PREVIEW_DIR",
+    "Detection",
     "DetectorName",
     "InputResult",
     "Length",
@@ -58,9 +61,11 @@ __all__ = [
     "check_detector_params",
     "collect_inputs",
     "detect_scenes",
+    "detect_video",
     "format_timecode",
     "parse_length",
     "save_previews",
+    "scan_inputs",
     "scene_file_name",
     "split_folder",
     "split_video",
