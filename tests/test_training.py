@@ -339,7 +339,7 @@ def test_train_cli_reports_missing_paths(datasets, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ltx_trainer.cli", "train", str(path)], cwd=REPO, capture_output=True, text=True
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # config/usage (errors.py)
     assert "data.preprocessed_data_root" in proc.stdout + proc.stderr
 
 
