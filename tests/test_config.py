@@ -331,3 +331,106 @@ def test_new_fields_default_to_official_behaviour() -> None:
 
 def test_legacy_prompts_must_be_a_list() -> None:
     assert _problems(_minimal(validation={"prompts": "a cat"})) == ["validation.prompts: expected a list, got 'a cat'"]
+
+
+def _fuzz_base(tmp_path: Path) -> dict:
+    return _minimal(output_dir=str(tmp_path / "out"), validation={"interval": None})
+
+
+def _set(data: dict, dotted: str, value: object) -> dict:
+    data = copy.deepcopy(data)
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return data
+
+
+FUZZ = [
+    ("lora.target_modules", []),
+    ("lora.target_modules", [""]),
+    ("optimization.scheduler_params", {"T_max": 10}),
+    ("flow_matching.timestep_sampling_params", {"mean": 0.5}),
+    ("validation.video_dims", [100, 64, 9]),
+    ("validation.video_dims", [96, 64, 10]),
+    ("optimization.steps", True),
+    ("optimization.learning_rate", float("inf")),
+    ("optimization.learning_rate", float("nan")),
+    ("training_strategy.video.conditions", [{"type": "prefix", "temporal_boundary": 1000}]),
+    ("optimization.warmup_steps", 3000),
+    ("wandb", {"enabled": True, "mode": "online"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "key"),
+    [
+        *((f"{k}={v!r}", k.split(".")[-1]) for k, v in FUZZ),
+        ("output_dir_is_a_file", "output_dir"),
+        ("binary_file", "binary"),
+        ("duplicated_key", "duplicated key 'lora'"),
+    ],
+)
+def test_bad_config_fails_at_load_with_one_line_naming_the_key(tmp_path: Path, monkeypatch, case: str, key: str):
+    """Issue 9 item 19: every fuzzed config fails in load_config (no torch needed) with one line naming the key."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    path = tmp_path / "cfg.yaml"
+    base = _fuzz_base(tmp_path)
+    if case == "output_dir_is_a_file":
+        (tmp_path / "taken").write_text("x")
+        path.write_text(yaml.safe_dump(_set(base, "output_dir", str(tmp_path / "taken"))))
+    elif case == "binary_file":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif case == "duplicated_key":
+        path.write_text(yaml.safe_dump(base) + "lora:\n  rank: 4\n")
+    else:
+        dotted, value = FUZZ[[f"{k}={v!r}" for k, v in FUZZ].index(case)]
+        text = yaml.safe_dump(_set(base, dotted, value))
+        path.write_text(text.replace(".inf", ".inf").replace(".nan", ".nan"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith(str(path)) and key in message, message
+
+
+def test_unmatched_target_modules_fail_at_model_load_in_one_line(tmp_path: Path, tiny_ltx2) -> None:
+    from ltx_trainer.errors import UsageError
+    from ltx_trainer.models.families import load_model
+    from ltx_trainer.training.adapters import add_lora
+
+    cfg = parse_config(_minimal(lora={"rank": 4, "alpha": 4, "target_modules": ["no_such_layer"]}))
+    model = load_model(tiny_ltx2["2.0"]["single_file"])
+    with pytest.raises(UsageError, match=r"lora.target_modules \['no_such_layer'\] matched no layer"):
+        add_lora(model.transformer, cfg.lora)
+
+
+def test_warmup_must_end_before_the_run_and_shipped_configs_warm_up_less() -> None:
+    problems = _problems(_minimal(optimization={"steps": 30, "warmup_steps": 100}))
+    assert problems == [
+        "optimization.warmup_steps: 100 is not below steps (30), so the learning rate never reaches learning_rate; "
+        "use at most 3 (about 10% of steps) or 0"
+    ]
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        opt = load_config(path).optimization
+        assert opt.warmup_steps < opt.steps, path
+
+
+def test_slow_validation_is_warned_with_an_estimate(tmp_path: Path) -> None:
+    from ltx_trainer.config import config_warnings
+
+    sample = {"prompt": "a cat", "conditions": []}
+    slow = parse_config(_minimal(validation={"samples": [sample], "interval": 100}))
+    (warning,) = config_warnings(slow, device="cpu")
+    assert warning.startswith("validation: about ") and "per sample on cpu (960x544x89, 30 steps" in warning
+    quick = parse_config(
+        _minimal(validation={"samples": [sample], "interval": 100, "video_dims": [64, 64, 9], "inference_steps": 4})
+    )
+    assert config_warnings(quick, device="cuda") == []
+
+
+def test_exact_resume_is_the_default_training_state() -> None:
+    assert parse_config(_minimal()).checkpoints.save_training_state == "full"

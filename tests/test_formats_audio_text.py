@@ -44,9 +44,16 @@ TINY_AUDIO_VAE = {
     "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160, "causal": True},
                       "mel": {"n_mel_channels": 64}},
 }  # fmt: skip
-_AMP = {"resblock": "AMP1", "stereo": True, "activation": "snakebeta", "upsample_initial_channel": 32,
-        "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]], "use_tanh_at_final": False,
-        "use_bias_at_final": False}
+_AMP = {
+    "resblock": "AMP1",
+    "stereo": True,
+    "activation": "snakebeta",
+    "upsample_initial_channel": 32,
+    "resblock_kernel_sizes": [3],
+    "resblock_dilation_sizes": [[1, 3, 5]],
+    "use_tanh_at_final": False,
+    "use_bias_at_final": False,
+}
 TINY_VOCODERS = {
     "2.0": {"resblock": "1", "stereo": True, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32],
             "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
@@ -67,14 +74,37 @@ TINY_CONNECTORS = {
 
 # Random diffusers components we write back in the official format (non-default values on purpose: attention at one
 # resolution, width causality, a BWE first stage whose length isn't a multiple of the STFT hop, unequal connectors).
-_VAE = {"base_channels": 128, "output_channels": 2, "num_res_blocks": 1, "in_channels": 2, "resolution": 256,
-        "latent_channels": 8, "norm_type": "pixel", "dropout": 0.0, "sample_rate": 16000, "mel_hop_length": 160,
-        "is_causal": True, "mel_bins": 64, "double_z": True}
-_GENERATOR = {"in_channels": 128, "out_channels": 2, "leaky_relu_negative_slope": 0.1, "antialias_ratio": 2,
-              "antialias_kernel_size": 12}
-_CONNECTORS = {"caption_channels": 64, "text_proj_in_factor": 3, "video_connector_num_learnable_registers": 128,
-               "audio_connector_num_learnable_registers": 128, "connector_rope_base_seq_len": 4096,
-               "rope_theta": 10000.0, "causal_temporal_positioning": False}
+_VAE = {
+    "base_channels": 128,
+    "output_channels": 2,
+    "num_res_blocks": 1,
+    "in_channels": 2,
+    "resolution": 256,
+    "latent_channels": 8,
+    "norm_type": "pixel",
+    "dropout": 0.0,
+    "sample_rate": 16000,
+    "mel_hop_length": 160,
+    "is_causal": True,
+    "mel_bins": 64,
+    "double_z": True,
+}
+_GENERATOR = {
+    "in_channels": 128,
+    "out_channels": 2,
+    "leaky_relu_negative_slope": 0.1,
+    "antialias_ratio": 2,
+    "antialias_kernel_size": 12,
+}
+_CONNECTORS = {
+    "caption_channels": 64,
+    "text_proj_in_factor": 3,
+    "video_connector_num_learnable_registers": 128,
+    "audio_connector_num_learnable_registers": 128,
+    "connector_rope_base_seq_len": 4096,
+    "rope_theta": 10000.0,
+    "causal_temporal_positioning": False,
+}
 WRITTEN = {
     "2.0": {
         "audio_vae": {**_VAE, "ch_mult": (1, 1, 2), "attn_resolutions": (128,), "causality_axis": "height",
@@ -152,8 +182,9 @@ def test_vocoder_config_round_trip(variant):
     assert A.vocoder_class(TINY_VOCODERS[variant]) is (LTX2VocoderWithBWE if variant == "2.3" else LTX2Vocoder)
     if variant == "2.3":  # ltx-core clamps the first stage (use_tanh_at_final false) and never the BWE generator
         assert (cfg["final_act_fn"], cfg["bwe_final_act_fn"], cfg["final_bias"]) == ("clamp", None, False)
-    assert A.vocoder_diffusers_config(A.vocoder_official_config(WRITTEN[variant]["vocoder"])) == \
-        _json(WRITTEN[variant]["vocoder"])
+    assert A.vocoder_diffusers_config(A.vocoder_official_config(WRITTEN[variant]["vocoder"])) == _json(
+        WRITTEN[variant]["vocoder"]
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -179,8 +210,14 @@ def test_full_size_configs_match_reference_parameter_counts():
             counts["vae_23"] = AutoencoderKLLTX2Audio(**A.audio_vae_diffusers_config(REAL_23["audio_vae"]))
             counts["vocoder_23"] = LTX2VocoderWithBWE(**A.vocoder_diffusers_config(REAL_23["vocoder"]))
     n = {k: sum(p.numel() for p in m.parameters()) for k, m in counts.items()}
-    expected = {"connectors_20": 1.431e9, "vae_20": 55.35e6, "vocoder_20": 55.6e6,
-                "connectors_23": 3.172e9, "vae_23": 53.25e6, "vocoder_23": 0.1285e9}
+    expected = {
+        "connectors_20": 1.431e9,
+        "vae_20": 55.35e6,
+        "vocoder_20": 55.6e6,
+        "connectors_23": 3.172e9,
+        "vae_23": 53.25e6,
+        "vocoder_23": 0.1285e9,
+    }
     for k, v in n.items():
         assert abs(v - expected[k]) / expected[k] < 2e-3, (k, v)
     if REAL_23 is not None:
@@ -196,9 +233,11 @@ def test_state_dict_round_trip(variant):
     vocoder_official = A.vocoder_official_config(spec["vocoder"])
     models = {
         "audio_vae": (AutoencoderKLLTX2Audio(**spec["audio_vae"]), A.audio_vae_to_official, A.audio_vae_to_diffusers),
-        "vocoder": (A.vocoder_class(vocoder_official)(**spec["vocoder"]),
-                    lambda sd: A.vocoder_to_official(sd, vocoder_official),
-                    lambda sd: A.vocoder_to_diffusers(sd, vocoder_official)),
+        "vocoder": (
+            A.vocoder_class(vocoder_official)(**spec["vocoder"]),
+            lambda sd: A.vocoder_to_official(sd, vocoder_official),
+            lambda sd: A.vocoder_to_diffusers(sd, vocoder_official),
+        ),
         "connectors": (LTX2TextConnectors(**spec["connectors"]), T.connectors_to_official, T.connectors_to_diffusers),
     }
     file_keys = set()
@@ -213,18 +252,27 @@ def test_state_dict_round_trip(variant):
     assert sum(len(to_d(everything)) for _, _, to_d in models.values()) == len(file_keys)
     assert {"audio_vae.per_channel_statistics.mean-of-means", "audio_vae.encoder.conv_in.conv.weight"} <= file_keys
     if variant == "2.3":
-        assert {"vocoder.vocoder.conv_pre.weight", "vocoder.vocoder.resblocks.0.acts1.0.downsample.lowpass.filter",
-                "vocoder.bwe_generator.act_post.upsample.filter", "vocoder.mel_stft.stft_fn.forward_basis",
-                "text_embedding_projection.video_aggregate_embed.bias",
-                "model.diffusion_model.audio_embeddings_connector.transformer_1d_blocks.0.attn1.to_gate_logits.weight",
-                "model.diffusion_model.video_embeddings_connector.learnable_registers"} <= file_keys
+        assert {
+            "vocoder.vocoder.conv_pre.weight",
+            "vocoder.vocoder.resblocks.0.acts1.0.downsample.lowpass.filter",
+            "vocoder.bwe_generator.act_post.upsample.filter",
+            "vocoder.mel_stft.stft_fn.forward_basis",
+            "text_embedding_projection.video_aggregate_embed.bias",
+            "model.diffusion_model.audio_embeddings_connector.transformer_1d_blocks.0.attn1.to_gate_logits.weight",
+            "model.diffusion_model.video_embeddings_connector.learnable_registers",
+        } <= file_keys
     else:
-        assert {"vocoder.conv_post.bias", "vocoder.ups.1.weight", "text_embedding_projection.aggregate_embed.weight",
-                "model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.1.attn1.k_norm.weight"} \
-            <= file_keys
+        assert {
+            "vocoder.conv_post.bias",
+            "vocoder.ups.1.weight",
+            "text_embedding_projection.aggregate_embed.weight",
+            "model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.1.attn1.k_norm.weight",
+        } <= file_keys
     with pytest.raises(ValueError, match="bandwidth extension"):
-        A.vocoder_to_diffusers(A.vocoder_to_official(models["vocoder"][0].state_dict()),
-                               TINY_VOCODERS["2.0" if variant == "2.3" else "2.3"])
+        A.vocoder_to_diffusers(
+            A.vocoder_to_official(models["vocoder"][0].state_dict()),
+            TINY_VOCODERS["2.0" if variant == "2.3" else "2.3"],
+        )
 
 
 @pytest.mark.parametrize(
@@ -261,8 +309,11 @@ def test_text_context_is_per_sample_with_any_padding():
         batched = T.text_context(connectors, *feats, mask)
         forward = connectors(hidden.flatten(2), mask)
         for i in range(2):
-            one = T.text_context(connectors, *T.text_features(connectors, tuple(hidden[i : i + 1].unbind(-1)),
-                                                              mask[i : i + 1]), mask[i : i + 1])
+            one = T.text_context(
+                connectors,
+                *T.text_features(connectors, tuple(hidden[i : i + 1].unbind(-1)), mask[i : i + 1]),
+                mask[i : i + 1],
+            )
             for a, b in zip(one, batched, strict=True):
                 torch.testing.assert_close(a, b[i : i + 1], rtol=1e-5, atol=1e-6)
     for a, b in zip(forward, batched, strict=True):
@@ -307,14 +358,21 @@ def _random_components(variant: str) -> dict[str, torch.nn.Module]:
 
 def _write_official(path: Path, variant: str, comps: dict[str, torch.nn.Module]) -> None:
     vocoder_official = A.vocoder_official_config(dict(comps["vocoder"].config))
-    sd = {**A.audio_vae_to_official(comps["audio_vae"].state_dict()),
-          **A.vocoder_to_official(comps["vocoder"].state_dict(), vocoder_official),
-          **T.connectors_to_official(comps["connectors"].state_dict())}
-    config = {"transformer": T.connectors_official_config(dict(comps["connectors"].config)),
-              "audio_vae": A.audio_vae_official_config(dict(comps["audio_vae"].config)),
-              "vocoder": vocoder_official}
-    save_file({k: v.contiguous() for k, v in sd.items()}, path,
-              metadata={"config": json.dumps(config), "model_version": f"{variant}.0"})
+    sd = {
+        **A.audio_vae_to_official(comps["audio_vae"].state_dict()),
+        **A.vocoder_to_official(comps["vocoder"].state_dict(), vocoder_official),
+        **T.connectors_to_official(comps["connectors"].state_dict()),
+    }
+    config = {
+        "transformer": T.connectors_official_config(dict(comps["connectors"].config)),
+        "audio_vae": A.audio_vae_official_config(dict(comps["audio_vae"].config)),
+        "vocoder": vocoder_official,
+    }
+    save_file(
+        {k: v.contiguous() for k, v in sd.items()},
+        path,
+        metadata={"config": json.dumps(config), "model_version": f"{variant}.0"},
+    )
 
 
 def _load_ours(checkpoint: Path, gemma_config: dict) -> dict[str, torch.nn.Module]:
@@ -337,9 +395,25 @@ def oracle_results(tmp_path_factory) -> dict[str, dict]:
     if not ORACLE_PYTHON.exists():
         pytest.skip("oracle venv absent: run bash ../shared/oracle/setup.sh")
     root = tmp_path_factory.mktemp("audio-text")
-    makers = {v: subprocess.Popen([str(ORACLE_PYTHON), str(ORACLE_DIR / "make_tiny_checkpoint.py"), "--out",
-                                   str(root / v), "--variant", v, "--lora-rank", "0", "--no-verify"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for v in VARIANTS}
+    makers = {
+        v: subprocess.Popen(
+            [
+                str(ORACLE_PYTHON),
+                str(ORACLE_DIR / "make_tiny_checkpoint.py"),
+                "--out",
+                str(root / v),
+                "--variant",
+                v,
+                "--lora-rank",
+                "0",
+                "--no-verify",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for v in VARIANTS
+    }
     written = {}
     for v in VARIANTS:  # meanwhile, write ours
         comps = _random_components(v)
@@ -356,8 +430,14 @@ def oracle_results(tmp_path_factory) -> dict[str, dict]:
         args += ["--job", str(path), str(root / f"{name}.pt")]
     for v in VARIANTS:
         args += ["--load-check", str(written[v][0])]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False,
-                            env={**os.environ, "LTX_ORACLE_DIR": str(ORACLE_DIR)})
+    result = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "LTX_ORACLE_DIR": str(ORACLE_DIR)},
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"{REF_SCRIPT.name} failed:\n{log[-5000:]}"
     gemma_config = json.loads((root / "2.0" / "gemma" / "config.json").read_text())

@@ -1,6 +1,7 @@
 """The training core on tiny models of every family: LoRA and full, buckets, accumulation, caption dropout, loss
 weights, checkpoints that load in diffusers and in the official code, exact resume after SIGKILL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -338,7 +339,7 @@ def test_train_cli_reports_missing_paths(datasets, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ltx_trainer.cli", "train", str(path)], cwd=REPO, capture_output=True, text=True
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # config/usage (errors.py)
     assert "data.preprocessed_data_root" in proc.stdout + proc.stderr
 
 
@@ -378,11 +379,202 @@ def test_wandb_offline_and_tensorboard_record_the_run(datasets, tmp_path, monkey
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     model_path, _, data_root = datasets["2.0"]
-    config = training_config(model_path, data_root, tmp_path, wandb={"enabled": True, "mode": "offline"},
-                             tensorboard={"enabled": True})
+    config = training_config(
+        model_path, data_root, tmp_path, wandb={"enabled": True, "mode": "offline"}, tensorboard={"enabled": True}
+    )
     run(config)
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     metrics = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if line]
     assert len(metrics) == 3
+
+
+# ---- issue 9: nothing lost, nothing silent ---------------------------------------------------------------------------
+
+
+def _metric_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_truncates_metrics_and_a_finished_run_changes_nothing(datasets, tmp_path):
+    """Issue 9 items 2, 14, 20: Ctrl-C after the last checkpoint leaves steps the resumed run trains again."""
+    model_path, _, data_root = datasets["2.0"]
+    config = training_config(model_path, data_root, tmp_path, optimization={"steps": 4}, checkpoints={"interval": 2})
+    first = Trainer(config)
+    first.setup()
+    first.train(stop_after=3)  # checkpoint at 2, step 3 logged and lost
+    assert _metric_steps(tmp_path) == [1, 2, 3]
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')  # a line torn by a kill
+    stale = tmp_path / "checkpoints" / ".lora_weights_step_00004.safetensors.tmp.999999.0badc0de.safetensors"
+    stale.write_bytes(b"partial")
+    resumed, result = run(config)
+    assert resumed.resumed_from.name == "training_state_step_00002.pt"
+    assert _metric_steps(tmp_path) == [1, 2, 3, 4] and result.steps == 2
+    assert not stale.exists()  # a killed writer's temp file is cleaned at start
+    report = (tmp_path / "report.html").read_bytes()
+    files = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    _, again = run(config)  # finished: says so and changes nothing
+    assert again.finished_before and again.steps == 0
+    assert again.weights.name == "lora_weights_step_00004.safetensors"
+    assert (tmp_path / "report.html").read_bytes() == report
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == files
+    longer = training_config(model_path, data_root, tmp_path, optimization={"steps": 5}, checkpoints={"interval": 2})
+    _, more = run(longer)  # raising steps continues the run
+    assert more.steps == 1 and _metric_steps(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_resume_applies_a_changed_lr_and_refuses_changed_target_modules(datasets, tmp_path):
+    """Issue 9 item 17."""
+    from ltx_trainer.errors import UsageError
+
+    model_path, _, data_root = datasets["2.0"]
+    run(training_config(model_path, data_root, tmp_path, optimization={"steps": 2, "scheduler_type": "constant"}))
+    changed = training_config(
+        model_path, data_root, tmp_path, optimization={"steps": 3, "scheduler_type": "constant", "learning_rate": 0.05}
+    )
+    trainer = Trainer(changed)
+    trainer.setup()
+    assert trainer.step == 2 and trainer.scheduler.get_last_lr() == [0.05]
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.05]
+    trainer.train()
+    assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["lr"] == 0.05
+    retargeted = training_config(model_path, data_root, tmp_path, lora={"target_modules": ["to_q"]})
+    with pytest.raises(UsageError, match=r"lora\.target_modules"):
+        Trainer(retargeted).setup()
+
+
+def test_no_resume_refuses_a_directory_holding_another_run(datasets, tmp_path):
+    """Issue 9 item 20: no_resume next to old checkpoints would prune and mix two runs."""
+    from ltx_trainer.errors import UsageError
+
+    model_path, _, data_root = datasets["2.0"]
+    run(training_config(model_path, data_root, tmp_path, optimization={"steps": 1}))
+    fresh = training_config(model_path, data_root, tmp_path, checkpoints={"no_resume": True})
+    with pytest.raises(UsageError, match=r"no_resume: true but .* holds another run's checkpoints"):
+        Trainer(fresh).setup()
+    assert (tmp_path / "checkpoints" / "lora_weights_step_00001.safetensors").is_file()
+
+
+def test_two_identical_runs_write_identical_0644_files(datasets, tmp_path):
+    """Issue 9 item 20: byte-reproducible LoRA files, mode 0644."""
+    model_path, _, data_root = datasets["2.0"]
+    old = os.umask(0o022)
+    try:
+        a = run(training_config(model_path, data_root, tmp_path / "a", optimization={"steps": 2}))[1].weights
+        b = run(training_config(model_path, data_root, tmp_path / "b", optimization={"steps": 2}))[1].weights
+    finally:
+        os.umask(old)
+    assert a.read_bytes() == b.read_bytes()
+    for path in (tmp_path / "a").rglob("*"):
+        if path.is_file() and path.name != ".ltx-trainer.lock":
+            assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_nan_sample_stops_the_run_naming_it_and_keeps_the_good_checkpoint(datasets, tmp_path):
+    """Issue 9 item 12: a NaN cache file never becomes weights and never prunes the last good checkpoint."""
+    import shutil
+
+    from ltx_trainer.data.cache import read_sample_file, write_sample_file
+    from ltx_trainer.training.guards import NonFiniteError
+
+    model_path, _, data_root = datasets["2.0"]
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    victim = sorted((root / ".precomputed" / "latents").rglob("*.safetensors"))[0]
+    data = read_sample_file(victim)
+    data["latents"] = torch.full_like(data["latents"], float("nan"))
+    write_sample_file(victim, data)
+    out = tmp_path / "out"
+    config = training_config(
+        model_path, root, out, optimization={"steps": 12}, checkpoints={"interval": 1, "keep_last_n": 1}
+    )
+    with pytest.raises(NonFiniteError, match=rf"non-finite loss at step \d+ on sample\(s\) .*{victim.stem}"):
+        run(config)
+    saved = sorted((out / "checkpoints").glob("lora_weights_step_*.safetensors"))
+    assert len(saved) == 1
+    assert all(torch.isfinite(t).all() for t in load_file(saved[0]).values())
+    skipping = training_config(
+        model_path,
+        root,
+        tmp_path / "skip",
+        optimization={"steps": 12, "nonfinite": "skip"},
+        checkpoints={"interval": 6},
+    )
+    _, result = run(skipping)
+    assert result.steps == 12 and all(torch.isfinite(t).all() for t in load_file(result.weights).values())
+    nulls = [json.loads(line)["loss"] for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert None in nulls  # NaN is logged as JSON null, not a bare NaN
+
+
+def test_nonfinite_weights_are_never_saved(datasets, tmp_path):
+    from ltx_trainer.training.guards import NonFiniteError
+
+    model_path, _, data_root = datasets["2.0"]
+    trainer = Trainer(training_config(model_path, data_root, tmp_path))
+    trainer.setup()
+    next(p for p in trainer.model.transformer.parameters() if p.requires_grad).data.fill_(float("inf"))
+    with pytest.raises(NonFiniteError, match="non-finite weights at step 0"):
+        trainer.save_checkpoint()
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
+
+
+def test_full_disk_names_the_file_removes_the_partial_and_keeps_the_last_checkpoint(datasets, tmp_path, monkeypatch):
+    """Issue 9 item 15: ENOSPC injected at the safetensors writer (a full disk cannot be made without root)."""
+    import errno
+
+    import safetensors.torch
+
+    from ltx_trainer.io import DiskFullError
+
+    model_path, _, data_root = datasets["2.0"]
+    config = training_config(model_path, data_root, tmp_path, optimization={"steps": 3}, checkpoints={"interval": 1})
+    trainer = Trainer(config)
+    trainer.setup()
+    trainer.train(stop_after=1)
+    real = safetensors.torch.save_file
+
+    def full_disk(tensors, filename, metadata=None):
+        real(tensors, filename, metadata=metadata)  # the bytes land, then the disk fills up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    trainer = Trainer(config)
+    trainer.setup()
+    with pytest.raises(DiskFullError, match=r"no space left on .* while writing .*lora_weights_step_00002.safetensors"):
+        trainer.train(stop_after=1)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["lora_weights_step_00001.safetensors", "training_state_step_00001.pt"]
+
+
+def test_output_dir_lock_refuses_a_second_run_and_takes_over_a_stale_one(tmp_path):
+    """Issue 9 item 13."""
+    import socket
+
+    from ltx_trainer.training.run_dir import LOCK_NAME, OutputDirLocked, RunLock
+
+    locked = pytest.raises(OutputDirLocked, match=rf"pid {os.getpid()} on host {socket.gethostname()}")
+    with RunLock(tmp_path), locked:
+        RunLock(tmp_path).acquire()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 999999, "host": "gone"}))  # left by a kill -9
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_pruning_never_matches_temp_files_and_resume_sorts_steps_numerically(tmp_path):
+    """Issue 9 items 13 and 20."""
+    from ltx_trainer.training import checkpoints
+
+    for step in (6, 8, 99999, 100001):
+        (tmp_path / f"lora_weights_step_{step:05d}.safetensors").write_bytes(b"w")
+        (tmp_path / f"training_state_step_{step:05d}.pt").write_bytes(b"s")
+    temp = tmp_path / ".lora_weights_step_00006.safetensors.tmp.4242.0123abcd.safetensors"
+    temp.write_bytes(b"in progress")
+    assert checkpoints.latest_state(tmp_path).name == "training_state_step_100001.pt"
+    checkpoints.prune(tmp_path, keep_last_n=1, protect={100001})
+    assert temp.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "lora_weights_step_100001.safetensors",
+        "training_state_step_100001.pt",
+    ]

@@ -1,71 +1,212 @@
-"""The `ltx-trainer` command line: one typer app, each verb a thin call into the packages below it."""
+"""The `ltx-trainer` command line: one typer app, each verb a thin call into the packages below it.
 
+Start-up stays fast: this module imports no heavy library (torch, diffusers, transformers, av), and the verbs that live
+in ``ltx_trainer.commands`` are registered by name only (:data:`LAZY_VERBS`); their module is imported when the verb
+runs or shows its own ``--help``. The top-level ``--help`` reads their one-line help from the source without importing.
+
+One error rule for every verb (:mod:`ltx_trainer.errors`): an expected failure (:class:`LtxTrainerError`, a full
+disk) prints one line and exits with its code; ``--debug`` adds the traceback. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import sys
+import traceback
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.syntax import Syntax
-from rich.table import Table
+from typer.core import TyperGroup
 
-from ltx_trainer.commands.caption import caption
-from ltx_trainer.commands.compute_reference import compute_reference
-from ltx_trainer.commands.decode import decode
-from ltx_trainer.commands.preprocess import preprocess
-from ltx_trainer.commands.sample import sample
-from ltx_trainer.commands.split_scenes import split_scenes
-from ltx_trainer.commands.verify import verify
+from ltx_trainer.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, LtxTrainerError, UsageError
+
+COMMANDS_DIR = Path(__file__).resolve().parent / "commands"
+
+# verb -> (module under ltx_trainer.commands, function); imported only when the verb runs.
+LAZY_VERBS: dict[str, tuple[str, str]] = {
+    "split-scenes": ("split_scenes", "split_scenes"),
+    "caption": ("caption", "caption"),
+    "preprocess": ("preprocess", "preprocess"),
+    "verify": ("verify", "verify"),
+    "decode": ("decode", "decode"),
+    "compute-reference": ("compute_reference", "compute_reference"),
+    "sample": ("sample", "sample"),
+}
+
+_DEBUG_ENV = "LTX_TRAINER_DEBUG"
+
+
+@cache
+def _short_help(module: str, function: str) -> str:
+    """First line of a verb's docstring, read from its source file (no import)."""
+    try:
+        tree = ast.parse((COMMANDS_DIR / f"{module}.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return (ast.get_docstring(node) or "").strip().splitlines()[0] if ast.get_docstring(node) else ""
+    return ""
+
+
+def _load_verb(name: str) -> Any:
+    """The real click command of a lazy verb (imports its module)."""
+    module, function = LAZY_VERBS[name]
+    callback = getattr(importlib.import_module(f"ltx_trainer.commands.{module}"), function)
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(name)(callback)
+    return typer.main.get_command(single)
+
+
+class _LazyVerb(typer.core.TyperCommand):
+    """Stands in for a verb in the group's help; hands parsing and running to the real command."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, help=_short_help(*LAZY_VERBS[name]), callback=None)
+        self._real: Any = None
+
+    def real(self) -> Any:
+        if self._real is None:
+            self._real = _load_verb(self.name)
+        return self._real
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        return self.real().invoke(ctx)
+
+    def get_params(self, ctx: Any) -> list:
+        return self.real().get_params(ctx)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list:
+        return self.real().shell_complete(ctx, incomplete)
+
+
+def _debug(ctx: Any) -> bool:
+    while ctx is not None:
+        if ctx.params.get("debug"):
+            return True
+        ctx = ctx.parent
+    return os.environ.get(_DEBUG_ENV, "") not in ("", "0")
+
+
+def _expected(exc: BaseException) -> int | None:
+    """The exit code of an expected failure, None for a bug."""
+    from ltx_trainer.io import DiskFullError
+
+    if isinstance(exc, LtxTrainerError):
+        return exc.exit_code
+    if isinstance(exc, DiskFullError):
+        return EXIT_ENVIRONMENT
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return None
+
+
+def report_failure(exc: BaseException, debug: bool) -> int | None:
+    """Print an expected failure as one line on stderr (with the traceback when ``debug``); returns its exit code."""
+    code = _expected(exc)
+    if code is None:
+        return None
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = " ".join(str(exc).split()) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+    kind = "interrupted" if code == EXIT_INTERRUPTED else "error"
+    typer.echo(f"{kind}: {message}" + ("" if debug else "  (--debug shows the traceback)"), err=True)
+    return code
+
+
+class LtxTrainerGroup(TyperGroup):
+    """The top-level group: lazy verbs, and the one error-to-exit-code rule."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in LAZY_VERBS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in LAZY_VERBS:
+            found = self.commands[cmd_name] = _LazyVerb(cmd_name)
+        return found
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (LtxTrainerError, OSError, KeyboardInterrupt) as exc:
+            code = report_failure(exc, _debug(ctx))
+            if code is None:
+                raise
+            raise typer.Exit(code) from None
+
 
 app = typer.Typer(
+    cls=LtxTrainerGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    help="Train Lightricks LTX video models (LTXV 0.9.x, LTX-2, LTX-2.3): raw footage in, LoRA out.",
 )
 config_app = typer.Typer(no_args_is_help=True, help="Check and inspect training configs.")
 app.add_typer(config_app, name="config")
-console = Console(soft_wrap=True)
 
 
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code=1)
+APP_HELP = (
+    "Train Lightricks LTX video models (LTXV 0.9.x, LTX-2, LTX-2.3): raw footage in, LoRA out.\n\n"
+    "Exit codes: 0 ok, 1 partial result, 2 config or usage, 3 data, 4 model, "
+    "5 environment (disk full, output directory locked, missing package), 130 interrupted."
+)
+
+
+@app.callback(help=APP_HELP)
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show the traceback of expected failures too (or set {_DEBUG_ENV}=1).")
+    ] = False,
+) -> None:
+    """Global options (before the verb)."""
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
 
 
 @config_app.command("validate")
 def config_validate(file: Annotated[Path, typer.Argument(help="Training config YAML.")]) -> None:
-    """Check a config: every problem on its own line, with the key path and what is allowed."""
-    from ltx_trainer.config import ConfigError, load_config
+    """Check a config: every problem on its own line, with the key path and what is allowed; warnings for settings
+    that train badly (warmup longer than the run, validation that takes minutes per sample)."""
+    from ltx_trainer.config import config_warnings, load_config
 
-    try:
-        load_config(file)
-    except ConfigError as e:
-        fail(str(e))
+    cfg = load_config(file)
+    console = _console()
+    for warning in config_warnings(cfg):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"[green]ok[/green] {file}")
 
 
 @config_app.command("show")
 def config_show(file: Annotated[Path, typer.Argument(help="Training config YAML.")]) -> None:
     """Print the resolved config: defaults filled in, legacy keys migrated."""
-    from ltx_trainer.config import ConfigError, dump_config, load_config
+    from rich.syntax import Syntax
 
-    try:
-        cfg = load_config(file)
-    except ConfigError as e:
-        fail(str(e))
-    console.print(Syntax(dump_config(cfg), "yaml", background_color="default"))
+    from ltx_trainer.config import dump_config, load_config
+
+    _console().print(Syntax(dump_config(load_config(file)), "yaml", background_color="default"))
 
 
 @app.command()
 def info(model: Annotated[Path, typer.Argument(help="Single-file checkpoint or diffusers folder.")]) -> None:
     """Show what a model path holds: family, version, layout."""
-    from ltx_trainer.models.errors import ModelLoadError
+    from rich.table import Table
+
     from ltx_trainer.models.families import detect
 
-    try:
-        found = detect(model)
-    except ModelLoadError as e:
-        fail(str(e))
+    found = detect(model)
     table = Table(show_header=False)
     for key, value in [
         ("path", found.path),
@@ -76,7 +217,7 @@ def info(model: Annotated[Path, typer.Argument(help="Single-file checkpoint or d
         ("transformer blocks", found.spec.num_layers),
     ]:
         table.add_row(key, str(value))
-    console.print(table)
+    _console().print(table)
 
 
 @app.command("make-tiny")
@@ -91,9 +232,9 @@ def make_tiny(
     try:
         paths = write_tiny(out, family, seed)
     except ValueError as e:
-        fail(str(e))
+        raise UsageError(f"--family: {e}") from e
     for name, path in paths.items():
-        console.print(f"{name:12s} {path}")
+        typer.echo(f"{name:12s} {path}")
 
 
 @app.command()
@@ -105,6 +246,7 @@ def demo(
     from ltx_trainer.demo import run_demo
 
     paths = run_demo(out, steps)
+    console = _console()
     console.print("\n[bold green]demo finished[/bold green]")
     for name, path in paths.items():
         console.print(f"  {name:11s} {path}")
@@ -112,21 +254,11 @@ def demo(
 
 @app.command()
 def train(config: Annotated[Path, typer.Argument(help="Training config YAML.")]) -> None:
-    """Train a LoRA or a full fine-tune on a preprocessed dataset."""
-    from ltx_trainer.config import ConfigError, check_paths, load_config
-    from ltx_trainer.training.trainer import Trainer
+    """Train a LoRA or a full fine-tune on a preprocessed dataset (resumes from the output dir's last checkpoint)."""
+    from ltx_trainer.training.run import train_from_file
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as e:
-        fail(str(e))
-    problems = check_paths(cfg)
-    if problems:
-        fail(f"{config}: " + "\n  ".join(["paths that don't exist:", *problems]))
-    trainer = Trainer(cfg, config_source=config)
-    trainer.setup()
-    result = trainer.train()
-    console.print(f"[bold green]done[/bold green]: {result.steps} steps in {result.seconds:.0f} s -> {result.weights}")
+    outcome = train_from_file(config)
+    _console().print(outcome.summary(), highlight=False)
 
 
 @app.command()
@@ -148,23 +280,13 @@ def bench(
     try:
         bucket = Bucket.parse(res)
     except ValueError as e:
-        fail(f"--res: {e}")
+        raise UsageError(f"--res: {e}") from e
     result = run_bench(
         arch, bucket.width, bucket.height, bucket.frames, steps, warmup, lora_rank, gradient_checkpointing
     )
-    console.print(TABLE_HEADER)
-    console.print(markdown_row(result))
-    console.print(f"saved {save_result(result, out)}")
-
-
-# Verbs whose implementations live in ltx_trainer.commands (they import their heavy dependencies lazily).
-app.command("split-scenes")(split_scenes)
-app.command("caption")(caption)
-app.command("preprocess")(preprocess)
-app.command("verify")(verify)
-app.command("decode")(decode)
-app.command("compute-reference")(compute_reference)
-app.command("sample")(sample)
+    typer.echo(TABLE_HEADER)
+    typer.echo(markdown_row(result))
+    typer.echo(f"saved {save_result(result, out)}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ from pydantic import (
     model_validator,
 )
 
-from ltx_trainer import logger
+from ltx_trainer import config_checks, logger
+from ltx_trainer.errors import UsageError
 
 # Our own wording (the official default is a similar list of visual and audio defects).
 DEFAULT_NEGATIVE_PROMPT = (
@@ -52,8 +53,8 @@ DEFAULT_NEGATIVE_PROMPT = (
 QuantizationOptions = Literal["int8-quanto", "int4-quanto", "int2-quanto", "fp8-quanto", "fp8uz-quanto"]
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be read or validated.
+class ConfigError(UsageError):
+    """A config file that cannot be read or validated (exit code 2; still a ``ValueError``).
 
     Args:
         message (str): the full message; its first line names the source file.
@@ -68,7 +69,21 @@ class ConfigError(ValueError):
 class ConfigSection(BaseModel):
     """Base of every config model: unknown keys are errors and loaded configs are read-only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """YAML ``true`` is not a number: without this, ``steps: true`` trains one step."""
+        if not isinstance(data, Mapping):
+            return data
+        for name, value in data.items():
+            if isinstance(value, bool) and name in cls.model_fields:
+                annotation = cls.model_fields[name].annotation
+                types = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
+                if types & {int, float} and bool not in types:
+                    raise ValueError(f"{name}: must be a number, not {str(value).lower()}")
+        return data
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -112,8 +127,9 @@ class LoraConfig(ConfigSection):
     rank: int = Field(default=64, ge=2, description="LoRA rank r.")
     alpha: int = Field(default=64, ge=1, description="LoRA alpha; keep alpha == rank to match ltx-core inference.")
     dropout: float = Field(default=0.0, ge=0.0, le=1.0, description="Dropout on the LoRA branch.")
-    target_modules: list[str] = Field(
+    target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"],
+        min_length=1,
         description="PEFT module-name suffixes; short names hit video, audio and cross-modal attention alike.",
     )
 
@@ -221,6 +237,15 @@ class FlexibleStrategyConfig(StrategyConfigBase):
             )
         elif not any(m.is_generated for m in present):
             issues.append("at least one of video or audio must set is_generated: true")
+        for label, modality in (("video", self.video), ("audio", self.audio)):
+            for i, cond in enumerate(modality.conditions if modality is not None else []):
+                limit = config_checks.MAX_TEMPORAL_BOUNDARY[label]
+                if isinstance(cond, PrefixCondition | SuffixCondition) and cond.temporal_boundary > limit:
+                    unit = "latent frames" if label == "video" else "audio latent steps"
+                    issues.append(
+                        f"{label}.conditions[{i}].temporal_boundary: {cond.temporal_boundary} {unit} is longer than "
+                        f"any clip (at most {limit}), so every token would be conditioning and nothing would train"
+                    )
         if self.audio is not None:
             for i, cond in enumerate(self.audio.conditions):
                 if cond.type in ("first_frame", "spatial_crop"):
@@ -367,6 +392,29 @@ class OptimizationConfig(ConfigSection):
     caption_dropout: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Chance of training a sample on empty-prompt features (ours)."
     )
+    nonfinite: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="A non-finite loss or gradient: stop naming the samples (stop) or skip that update (skip) (ours).",
+    )
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> OptimizationConfig:
+        issues = []
+        if self.warmup_steps and self.warmup_steps >= self.steps:
+            issues.append(
+                f"warmup_steps: {self.warmup_steps} is not below steps ({self.steps}), so the learning rate never "
+                f"reaches learning_rate; use at most {max(self.steps // 10, 0)} (about 10% of steps) or 0"
+            )
+        allowed = config_checks.SCHEDULER_PARAMS[self.scheduler_type]
+        unknown = config_checks.unknown_params(self.scheduler_params, allowed)
+        if unknown:
+            issues.append(
+                f"scheduler_params: unknown keys {unknown} for scheduler_type {self.scheduler_type!r} "
+                f"(allowed: {sorted(allowed) or 'none'})"
+            )
+        if issues:
+            raise ValueError("\n".join(issues))
+        return self
 
 
 class AccelerationConfig(ConfigSection):
@@ -641,6 +689,14 @@ class ValidationConfig(ConfigSection):
     def _check_outputs(self) -> ValidationConfig:
         if self.samples and not (self.generate_video or self.generate_audio):
             raise ValueError("generate_video: generate_video and generate_audio are both false; enable one")
+        width, height, frames = self.video_dims
+        s, t = config_checks.SPATIAL_FACTOR, config_checks.TEMPORAL_FACTOR
+        if width < s or height < s or width % s or height % s or frames < 1 or (frames - 1) % t:
+            raise ValueError(
+                f"video_dims: {list(self.video_dims)} does not fit the VAE: width and height must be multiples of {s} "
+                f"and frames {t}k+1 (e.g. [{max(s, width // s * s)}, {max(s, height // s * s)}, "
+                f"{max(frames - 1, 0) // t * t + 1}])"
+            )
         return self
 
 
@@ -657,7 +713,8 @@ class CheckpointsConfig(ConfigSection):
     precision: Literal["bfloat16", "float32"] = Field(default="bfloat16", description="dtype of saved weights.")
     no_resume: bool = Field(default=False, description="Ignore saved training state and start at step 0.")
     save_training_state: Literal["full", "minimal", "off"] = Field(
-        default="minimal", description="full: + optimizer; minimal: scheduler, RNG, step; off: weights only."
+        default="full",
+        description="full: exact resume (+ optimizer moments); minimal: scheduler, RNG, step; off: weights only.",
     )
 
 
@@ -684,6 +741,15 @@ class WandbConfig(ConfigSection):
     log_validation_videos: bool = Field(default=True, description="Upload validation samples.")
     mode: Literal["online", "offline", "disabled"] = Field(default="online", description="W&B mode (ours).")
 
+    @model_validator(mode="after")
+    def _needs_credentials(self) -> WandbConfig:
+        if self.enabled and self.mode == "online" and not config_checks.wandb_has_credentials():
+            raise ValueError(
+                "mode: online W&B logging needs WANDB_API_KEY or `wandb login`; set mode: offline to log locally "
+                "(wandb sync later) or enabled: false"
+            )
+        return self
+
 
 class TensorboardConfig(ConfigSection):
     """``tensorboard:`` TensorBoard logging (ours; not in the official schema)."""
@@ -698,6 +764,17 @@ class FlowMatchingConfig(ConfigSection):
         default="shifted_logit_normal", description="Timestep sampler."
     )
     timestep_sampling_params: dict[str, Any] = Field(default_factory=dict, description="Sampler keyword arguments.")
+
+    @model_validator(mode="after")
+    def _check_params(self) -> FlowMatchingConfig:
+        allowed = config_checks.TIMESTEP_SAMPLING_PARAMS[self.timestep_sampling_mode]
+        unknown = config_checks.unknown_params(self.timestep_sampling_params, allowed)
+        if unknown:
+            raise ValueError(
+                f"timestep_sampling_params: unknown keys {unknown} for {self.timestep_sampling_mode!r} "
+                f"(allowed: {sorted(allowed)})"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -728,7 +805,10 @@ class LtxTrainerConfig(ConfigSection):
     @field_validator("output_dir")
     @classmethod
     def _expand_output_dir(cls, value: str) -> str:
-        return str(Path(value).expanduser().resolve())
+        path = Path(value).expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{str(path)!r} is a file, not a directory; point output_dir at a folder")
+        return str(path)
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> LtxTrainerConfig:
@@ -940,8 +1020,10 @@ def parse_config(data: Any, source: str = "<config>") -> LtxTrainerConfig:
         return LtxTrainerConfig.model_validate(data)
     except ValidationError as err:
         problems = describe_validation_error(err)
-        noun = "problem" if len(problems) == 1 else "problems"
-        message = f"{source}: {len(problems)} config {noun}:\n" + "\n".join(f"  {p}" for p in problems)
+        if len(problems) == 1:
+            message = f"{source}: {problems[0]}"
+        else:
+            message = f"{source}: {len(problems)} config problems:\n" + "\n".join(f"  {p}" for p in problems)
         raise ConfigError(message, problems) from None
 
 
@@ -965,19 +1047,56 @@ def load_config(path: str | Path) -> LtxTrainerConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (binary content); a config is a YAML text file") from None
     try:
-        data = yaml.safe_load(text)
+        data = config_checks.load_yaml_strict(text)
+    except config_checks.DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise ConfigError(f"{path}: invalid YAML{where}: {' '.join(str(problem).split())}") from None
     return parse_config(data, source=str(path))
 
 
 def dump_config(cfg: LtxTrainerConfig) -> str:
     """The resolved config as YAML (defaults filled in, deprecated forms migrated); ``load_config`` reads it back."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=120)
+
+
+def config_warnings(cfg: LtxTrainerConfig, device: str | None = None) -> list[str]:
+    """Settings that load but train badly, one line each (``config validate`` prints them, the trainer logs them).
+
+    ``device`` (``cuda``/``mps``/``cpu``) is where validation will run; guessed without importing torch when None.
+    """
+    warnings = []
+    val = cfg.validation
+    if val.interval and val.samples:
+        estimate = validation_estimate(cfg, device or config_checks.device_kind())
+        if estimate >= 60:
+            known = Path(cfg.model.model_path).is_file()
+            basis = "from the checkpoint size" if known else "assuming the smallest, 2B model"
+            w, h, f = val.video_dims
+            warnings.append(
+                f"validation: about {config_checks.format_duration(estimate)} per sample on "
+                f"{device or config_checks.device_kind()} ({w}x{h}x{f}, {val.inference_steps} steps; rough estimate "
+                f"{basis}), {len(val.samples)} sample(s) every {val.interval} steps; lower "
+                "validation.video_dims / inference_steps or raise validation.interval"
+            )
+    return warnings
+
+
+def validation_estimate(cfg: LtxTrainerConfig, device: str) -> float:
+    """Rough seconds per validation sample (see ``config_checks.validation_seconds_per_sample``)."""
+    val = cfg.validation
+    passes = 1 + (val.video_cfg_scale > 1) + (val.video_stg_scale > 0)
+    if val.generate_audio and val.generate_video:
+        passes += val.video_modality_guidance_scale > 1
+    path = Path(cfg.model.model_path)
+    size = path.stat().st_size if path.is_file() else None
+    return config_checks.validation_seconds_per_sample(*val.video_dims, val.inference_steps, passes, size, device)
 
 
 def _validation_files(cfg: LtxTrainerConfig) -> list[tuple[str, str]]:
@@ -1082,6 +1201,7 @@ __all__ = [
     "VideoToVideoConfig",
     "WandbConfig",
     "check_paths",
+    "config_warnings",
     "describe_validation_error",
     "dump_config",
     "load_config",

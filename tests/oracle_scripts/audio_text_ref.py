@@ -52,8 +52,9 @@ def _build(checkpoint: str) -> dict[str, torch.nn.Module]:
     out = {}
     for name in COMPONENTS:
         spec = specs[name]
-        model = SingleGPUModelBuilder(model_class_configurator=spec.configurator, model_path=checkpoint,
-                                      model_sd_ops=spec.sd_ops).build(device=oc.CPU, dtype=torch.float32)
+        model = SingleGPUModelBuilder(
+            model_class_configurator=spec.configurator, model_path=checkpoint, model_sd_ops=spec.sd_ops
+        ).build(device=oc.CPU, dtype=torch.float32)
         meta = oc.meta_tensor_names(model)
         if meta:
             raise oc.OracleError(f"{name}: {len(meta)} tensor(s) not in the checkpoint, e.g. {meta[:4]}")
@@ -83,8 +84,9 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
     g = torch.Generator().manual_seed(seed)
     res: dict[str, object] = {}
 
-    proc = AudioProcessor(target_sample_rate=enc.sample_rate, mel_bins=enc.mel_bins,
-                          mel_hop_length=enc.mel_hop_length, n_fft=enc.n_fft)
+    proc = AudioProcessor(
+        target_sample_rate=enc.sample_rate, mel_bins=enc.mel_bins, mel_hop_length=enc.mel_hop_length, n_fft=enc.n_fft
+    )
     for sr, seconds in ((44100, 1.0), (48000, 0.25), (16000, 0.5)):
         wave = _test_signal(sr, seconds, g)
         res[f"wave_{sr}"] = wave
@@ -92,16 +94,20 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
         mel = proc.waveform_to_mel(Audio(waveform=wave, sampling_rate=sr))
         res[f"mel_{sr}"] = mel
         res[f"latent_{sr}"] = enc(mel)
-        print(f"[audio] {sr} Hz wave {tuple(wave.shape)} -> mel {tuple(mel.shape)} -> latent "
-              f"{tuple(res[f'latent_{sr}'].shape)}")
+        print(
+            f"[audio] {sr} Hz wave {tuple(wave.shape)} -> mel {tuple(mel.shape)} -> latent "
+            f"{tuple(res[f'latent_{sr}'].shape)}"
+        )
 
     res["dec_latent"] = torch.randn(1, 8, 13, 16, generator=g)
     res["dec_mel"] = dec(res["dec_latent"])
     res["voc_mel"] = torch.randn(1, 2, 18, 64, generator=g) * 1.5 - 4.0
     res["voc_wave"] = voc(res["voc_mel"])
     res["voc_rate"] = int(voc.output_sampling_rate)
-    print(f"[audio] decoder {tuple(res['dec_latent'].shape)} -> {tuple(res['dec_mel'].shape)}; {type(voc).__name__} "
-          f"{tuple(res['voc_mel'].shape)} -> {tuple(res['voc_wave'].shape)} @ {res['voc_rate']} Hz")
+    print(
+        f"[audio] decoder {tuple(res['dec_latent'].shape)} -> {tuple(res['dec_mel'].shape)}; {type(voc).__name__} "
+        f"{tuple(res['voc_mel'].shape)} -> {tuple(res['voc_wave'].shape)} @ {res['voc_rate']} Hz"
+    )
 
     text_cfg = GEMMA3_CONFIG_FOR_LTX.text_config
     d, n_layers = text_cfg.hidden_size, text_cfg.num_hidden_layers + 1
@@ -109,7 +115,7 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
     scales = torch.logspace(-1, 1.5, n_layers)  # Gemma's layers differ a lot in scale
     hidden = torch.randn(1, seq, d, n_layers, generator=g) * scales + 0.3 * torch.randn(1, 1, d, n_layers, generator=g)
     mask = torch.zeros(1, seq, dtype=torch.int64)
-    mask[:, seq - n_valid:] = 1  # the Gemma tokenizer pads on the LEFT
+    mask[:, seq - n_valid :] = 1  # the Gemma tokenizer pads on the LEFT
     res["hidden_states"], res["mask"] = hidden, mask
     layers = tuple(hidden.unbind(-1))
     video_feats, audio_feats = ep.feature_extractor(layers, mask, "left")
@@ -119,9 +125,11 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
     full = ep.process_hidden_states(layers, mask, padding_side="left")
     res["video_ctx_full"], res["audio_ctx_full"], res["ctx_mask_full"] = full
     res["feature_extractor"] = type(ep.feature_extractor).__name__
-    print(f"[text] {res['feature_extractor']} stack {tuple(hidden.shape)} mask valid={n_valid} -> feats "
-          f"{tuple(video_feats.shape)} / {tuple(audio_feats.shape)} -> ctx {tuple(res['video_ctx'].shape)} / "
-          f"{tuple(res['audio_ctx'].shape)}")
+    print(
+        f"[text] {res['feature_extractor']} stack {tuple(hidden.shape)} mask valid={n_valid} -> feats "
+        f"{tuple(video_feats.shape)} / {tuple(audio_feats.shape)} -> ctx {tuple(res['video_ctx'].shape)} / "
+        f"{tuple(res['audio_ctx'].shape)}"
+    )
 
     torch.save(res, out)
     print(f"saved {len(res)} entries to {out}")
@@ -129,8 +137,9 @@ def reference(checkpoint: str, out: str, seed: int, n_valid: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gemma", required=True, help="Gemma dir the checkpoints were made for (sizes the feature "
-                                                   "extractor)")
+    ap.add_argument(
+        "--gemma", required=True, help="Gemma dir the checkpoints were made for (sizes the feature extractor)"
+    )
     ap.add_argument("--job", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "OUT"))
     ap.add_argument("--load-check", action="append", default=[], metavar="CHECKPOINT")
     ap.add_argument("--seed", type=int, default=0)

@@ -1,19 +1,29 @@
 """What people look at after a run: a loss-curve PNG and a one-page HTML report with samples."""
 
+import contextlib
 import html
 import json
 from pathlib import Path
 
 import matplotlib
 
+from ltx_trainer.io import atomic_write, atomic_write_text
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): no display on servers
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """Every parseable record (a line torn by a kill is skipped); ``null`` losses (non-finite) read as NaN."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "step" in record:
+                records.append({k: float("nan") if v is None else v for k, v in record.items()})
+    return records
 
 
 def _smooth(values: list[float], weight: float = 0.9) -> list[float]:
@@ -49,7 +59,7 @@ def plot_losses(metrics: list[dict], path: Path) -> Path:
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
@@ -78,6 +88,4 @@ figure{{display:inline-block;margin:.5em}}pre{{background:#f6f6f6;padding:1em;ov
 {'<h2>Loss</h2><img src="loss.png" width="800">' if curve else ""}
 <h2>Samples</h2>{"".join(media) or "<p>none</p>"}
 <h2>Config</h2><pre>{html.escape(config_yaml)}</pre></body></html>"""
-    path = output_dir / "report.html"
-    path.write_text(page)
-    return path
+    return atomic_write_text(output_dir / "report.html", page)

@@ -10,6 +10,7 @@ from peft import get_peft_model_state_dict, inject_adapter_in_model, set_peft_mo
 from torch import nn
 
 from ltx_trainer.config import LoraConfig
+from ltx_trainer.errors import UsageError
 
 ADAPTER = "default"
 
@@ -24,10 +25,17 @@ def add_lora(transformer: nn.Module, lora: LoraConfig) -> list[nn.Parameter]:
         target_modules=list(lora.target_modules),
         init_lora_weights=True,
     )
-    inject_adapter_in_model(config, transformer, adapter_name=ADAPTER)
+    unmatched = UsageError(
+        f"lora.target_modules {lora.target_modules} matched no layer of the transformer; use module-name suffixes "
+        "such as to_q, to_k, to_v, to_out.0, ff.net.0.proj"
+    )
+    try:
+        inject_adapter_in_model(config, transformer, adapter_name=ADAPTER)
+    except ValueError as e:  # peft's NoMatchingPeftModuleError
+        raise unmatched from e
     params = [p for n, p in transformer.named_parameters() if "lora_" in n]
     if not params:
-        raise ValueError(f"lora.target_modules {lora.target_modules} matched no layer of the transformer")
+        raise unmatched
     for p in params:
         p.data = p.data.float()
         p.requires_grad_(True)

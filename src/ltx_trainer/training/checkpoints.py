@@ -1,46 +1,45 @@
-"""Checkpoint files: atomic writes, retention, and the training state that makes resume exact.
+"""Checkpoint files: retention, resume point, and the training state that makes resume exact.
 
 Layout (official names, so existing tooling finds them):
 ``<output_dir>/checkpoints/lora_weights_step_00100.safetensors`` (or ``model_weights_step_...`` for full fine-tunes)
 and ``training_state_step_00100.pt`` next to it. The training state holds the fp32 trainable weights (the exported
-file is bf16 by default, which would not resume bit-exactly), optimizer, scheduler, every RNG, the step and how many
-batches were consumed.
+file is bf16 by default, which would not resume bit-exactly), optimizer, scheduler, every RNG, the step, how many
+batches were consumed, and the resolved config (to tell which settings changed on resume).
+
+Every file is written through :mod:`ltx_trainer.io` (temp file, fsync, rename; 0644; sorted safetensors headers; a
+full disk names the device and path and keeps the previous checkpoint).
 """
 
-import os
 import random
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from ltx_trainer import logger
+from ltx_trainer.io import atomic_save_safetensors, atomic_torch_save
+
+__all__ = [
+    "atomic_save_safetensors",
+    "atomic_torch_save",
+    "latest_state",
+    "load_state",
+    "prune",
+    "rng_state",
+    "saved_steps",
+    "set_rng_state",
+    "state_path",
+    "weights_path",
+]
 
 STEP_FILE = re.compile(r"^(lora|model)_weights_step_(\d+)\.safetensors$")
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    _fsync_and_replace(tmp, path)
-    return path
-
-
-def atomic_torch_save(obj: object, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    torch.save(obj, tmp)
-    _fsync_and_replace(tmp, path)
-    return path
-
-
-def _fsync_and_replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+STATE_FILE = re.compile(r"^training_state_step_(\d+)\.pt$")
+# Every final file of one checkpoint step (never a hidden temp file, which starts with ".").
+STEP_MEMBER = re.compile(
+    r"^(?:(?:lora|model)_weights_step_(\d+)(?:_diffusers)?\.safetensors|training_state_step_(\d+)\.pt"
+    r"|rng_state_step_(\d+)_rank\d+\.pt)$"
+)
 
 
 def weights_path(checkpoint_dir: Path, kind: str, step: int) -> Path:
@@ -52,24 +51,28 @@ def state_path(checkpoint_dir: Path, step: int) -> Path:
 
 
 def saved_steps(checkpoint_dir: Path) -> list[int]:
-    """Steps that have a weights file, ascending."""
+    """Steps that have a weights file, ascending (numerically: step 99999 before 100001)."""
     if not checkpoint_dir.is_dir():
         return []
     return sorted(int(m.group(2)) for p in checkpoint_dir.iterdir() if (m := STEP_FILE.match(p.name)))
 
 
 def prune(checkpoint_dir: Path, keep_last_n: int, protect: set[int]) -> None:
-    """Delete all but the newest ``keep_last_n`` checkpoints (-1 keeps all). ``protect`` (newest, final) survives."""
+    """Delete all but the newest ``keep_last_n`` checkpoints (-1 keeps all). ``protect`` (newest, final) survives.
+
+    Only the checkpoint's own final files are removed: temp files of a writer (``.name.tmp.*``) never match.
+    """
     if keep_last_n < 0:
         return
     steps = saved_steps(checkpoint_dir)
-    for step in steps[: max(len(steps) - keep_last_n, 0)]:
-        if step in protect:
-            continue
-        same_step = re.compile(rf"_step_{step:05d}[._]")
-        for path in checkpoint_dir.iterdir():
-            if same_step.search(path.name):
-                path.unlink()
+    doomed = {step for step in steps[: max(len(steps) - keep_last_n, 0)] if step not in protect}
+    if not doomed:
+        return
+    for path in checkpoint_dir.iterdir():
+        match = STEP_MEMBER.match(path.name)
+        if match and int(next(g for g in match.groups() if g is not None)) in doomed:
+            path.unlink()
+    for step in sorted(doomed):
         logger.info("removed checkpoint step %d (keep_last_n=%d)", step, keep_last_n)
 
 
@@ -95,9 +98,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def latest_state(checkpoint_dir: Path) -> Path | None:
-    """The newest ``training_state_step_*.pt`` (resume point), or None."""
-    states = sorted(checkpoint_dir.glob("training_state_step_*.pt")) if checkpoint_dir.is_dir() else []
-    return states[-1] if states else None
+    """The ``training_state_step_*.pt`` with the highest step number (resume point), or None."""
+    if not checkpoint_dir.is_dir():
+        return None
+    states = [(int(m.group(1)), p) for p in checkpoint_dir.iterdir() if (m := STATE_FILE.match(p.name))]
+    return max(states)[1] if states else None
 
 
 def load_state(path: Path) -> dict:

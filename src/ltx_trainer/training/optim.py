@@ -87,3 +87,12 @@ def make_scheduler(
         return after(step - warmup_steps)
 
     return LambdaLR(optimizer, multiplier)
+
+
+def set_peak_lr(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, lr: float) -> None:
+    """Make ``lr`` the schedule's peak after loading a saved optimizer/scheduler (a resume with a changed lr)."""
+    scheduler.base_lrs = [lr for _ in optimizer.param_groups]
+    for group, multiplier in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = lr
+        group["lr"] = lr * multiplier(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

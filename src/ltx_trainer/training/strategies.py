@@ -251,6 +251,10 @@ class FlexibleStrategy:
             if not isinstance(condition, ReferenceCondition)
         ]
         item = self._noise(x0, positions, masks, modality, sampler, generator)
+        present = batch["audio_latents"].get("audio_present")
+        if present is not None and item.target is not None:  # video-only samples (--allow-missing-audio): no audio loss
+            keep = present.to(device=x0.device).bool()[:, None].expand(x0.shape[0], x0.shape[1])
+            item.loss_mask = keep if item.loss_mask is None else item.loss_mask & keep
         references = _references(modality) if modality.is_generated else []
         for _, reference in references:
             if _draw_once(reference.probability, generator):

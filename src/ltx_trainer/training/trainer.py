@@ -5,8 +5,6 @@ accelerator -> model (transformer + connectors; the text encoder only if caption
 -> strategy -> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> resume state.
 """
 
-import json
-import shutil
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -18,18 +16,21 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from ltx_trainer import logger
-from ltx_trainer.config import LtxTrainerConfig, dump_config
+from ltx_trainer.config import LtxTrainerConfig, config_warnings, dump_config
 from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, collate
 from ltx_trainer.data.fingerprint import check_cache_fingerprint
 from ltx_trainer.data.reference_scale import read_reference_scale
+from ltx_trainer.errors import DataError, Interrupted, UsageError
 from ltx_trainer.integrations.report import write_report
 from ltx_trainer.integrations.tracking import Tracker
+from ltx_trainer.io import atomic_write_bytes, atomic_write_text
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.sampling.validation import ValidationRunner
-from ltx_trainer.training import adapters, checkpoints
-from ltx_trainer.training.optim import make_optimizer, make_scheduler
+from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
+from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
+from ltx_trainer.training.signals import StopRequest
 from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
 from ltx_trainer.training.timesteps import make_sigma_sampler
 
@@ -79,6 +80,12 @@ class TrainResult:
     metrics: list[dict] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    finished_before: bool = False  # the run had already reached optimization.steps; nothing was done
+
+    def summary(self) -> str:
+        if self.finished_before:
+            return f"already finished: {self.weights} (raise optimization.steps to train further)"
+        return f"done: {self.steps} steps in {self.seconds:.0f} s -> {self.weights}"
 
 
 class Trainer:
@@ -95,6 +102,7 @@ class Trainer:
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
+        self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
         for key, value in (
             ("quantization", cfg.acceleration.quantization),
@@ -150,11 +158,16 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg = self.config
-        self.dataset = PrecomputedDataset(cfg.data.preprocessed_data_root, self.strategy.sources())
+        self.dataset = PrecomputedDataset(
+            cfg.data.preprocessed_data_root, self.strategy.sources(), spec=self.model.spec
+        )
         # A cache built by another model version trains silently wrong: refuse it, saying how to rebuild.
         problems = check_cache_fingerprint(cfg.data.preprocessed_data_root, self.model, list(self.strategy.sources()))
         if problems:
-            raise ValueError("the cache does not match the configured model:\n  " + "\n  ".join(problems))
+            raise DataError(
+                f"{cfg.data.preprocessed_data_root}: the cache does not match model.model_path "
+                f"{cfg.model.model_path}: {'; '.join(problems)}"
+            )
         self.model.unload_codecs()  # loaded for hashing; validation reloads them lazily
         self.batch_sampler = BucketBatchSampler(
             [self.dataset.shape_key(i) for i in range(len(self.dataset))],
@@ -189,8 +202,19 @@ class Trainer:
     def train(self, stop_after: int | None = None) -> TrainResult:
         """Train to ``optimization.steps`` (or stop early after ``stop_after`` steps, for tests and benchmarks)."""
         cfg = self.config
-        self._write_run_files()
         total = cfg.optimization.steps
+        if self.resumed_from is not None and self.step >= total:
+            weights = checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
+            logger.info("the run in %s already finished at step %d: %s", self.output_dir, self.step, weights)
+            self._release_output_dir()
+            return TrainResult(weights=weights if weights.is_file() else None, finished_before=True)
+        with self._releasing_output_dir():
+            return self._train(stop_after)
+
+    def _train(self, stop_after: int | None) -> TrainResult:
+        cfg = self.config
+        total = cfg.optimization.steps
+        self._write_run_files()
         accumulation = cfg.optimization.gradient_accumulation_steps
         self.batch_sampler.skip(self.batches_consumed)
         batches = iter(self.dataloader)
@@ -198,7 +222,7 @@ class Trainer:
         started = time.perf_counter()
         if self.validation is not None and self.validation.due(self.step, starting=True):
             self._validate()
-        with self._progress(total) as progress:
+        with self._progress(total) as progress, StopRequest() as stop:
             task = progress.add_task("train", total=total, completed=self.step, loss=float("nan"), lr=0.0, sps=0.0)
             while self.step < total and (stop_after is None or result.steps < stop_after):
                 step_start = time.perf_counter()
@@ -217,8 +241,13 @@ class Trainer:
                 if self.validation is not None and self.validation.due(self.step):
                     self._validate()
                 interval = cfg.checkpoints.interval
-                if self.step == total or (interval and self.step % interval == 0):
+                if self.step == total or (interval and self.step % interval == 0) or stop.signal:
                     result.weights = self.save_checkpoint()
+                if stop.signal and self.step < total:
+                    raise Interrupted(
+                        f"stopped by {stop.signal.name} at step {self.step}; resumable checkpoint in "
+                        f"{self.checkpoint_dir} ({result.weights.name}); run the same command to resume"
+                    )
         result.seconds = time.perf_counter() - started
         if self.accelerator.is_main_process:
             self._write_report(result)
@@ -227,8 +256,16 @@ class Trainer:
 
     def _validate(self) -> None:
         """Validation samples at this step (shared by the ranks), logged to W&B/TensorBoard; the report lists them."""
+        started = time.perf_counter()
+        logger.info("validation at step %d: sampling %d sample(s) ...", self.step, len(self.config.validation.samples))
         paths = self.validation.run_during_training(
             self.step, self.accelerator, self.optimizer, self.config.acceleration.offload_optimizer_during_validation
+        )
+        logger.info(
+            "validation at step %d done in %.0f s: %d file(s)",
+            self.step,
+            time.perf_counter() - started,
+            len(paths or []),
         )
         if self.tracker is not None and paths:
             self.tracker.log_samples(paths, self.step)
@@ -252,10 +289,11 @@ class Trainer:
         Losses stay on the device until the end of the step: one host sync per step, not per micro-batch.
         """
         timer = PhaseTimer(self.device, enabled=self.profile)
-        losses, parts_sum, sigmas = [], {}, []
+        losses, parts_sum, sigmas, ids = [], {}, [], []
         for micro in range(accumulation):
             with timer("data_s"):
                 batch = next(batches)
+            ids.append(list(batch["id"]))
             self.batches_consumed += 1
             last = micro == accumulation - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.model.transformer)
@@ -271,9 +309,9 @@ class Trainer:
             if generated:
                 sigmas.append((generated[0].input.sigma.detach(), loss.detach()))
         with timer("optimizer_s"):
-            if self.config.optimization.max_grad_norm > 0:
-                self.accelerator.clip_grad_norm_(self.trainable, self.config.optimization.max_grad_norm)
-            self.optimizer.step()
+            finite = self._finite_update(losses, ids)
+            if finite:
+                self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
         metrics = {"loss": torch.cat(losses).mean().item()}
@@ -281,6 +319,22 @@ class Trainer:
         metrics.update(sigma_bucket_losses(sigmas))
         metrics.update(timer.totals)
         return metrics
+
+    def _finite_update(self, losses: list[torch.Tensor], ids: list[list[str]]) -> bool:
+        """Clip gradients; False (skip) or :class:`guards.NonFiniteError` (stop) on a non-finite loss or gradient."""
+        bad = guards.nonfinite_samples(losses, ids)
+        norm = None
+        if not bad and self.config.optimization.max_grad_norm > 0:
+            norm = self.accelerator.clip_grad_norm_(self.trainable, self.config.optimization.max_grad_norm)
+        if not bad and (norm is None or torch.isfinite(norm).all()):
+            return True
+        samples = bad or [f"{i} (gradient)" for batch in ids for i in batch]
+        message = guards.nonfinite_loss_message(self.step + 1, samples)
+        if self.config.optimization.nonfinite == "stop":
+            self.optimizer.zero_grad(set_to_none=True)
+            raise guards.NonFiniteError(message)
+        logger.warning("skipped the update: %s", message)
+        return False
 
     def _loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
         context = self._context(batch["conditions"])
@@ -330,6 +384,7 @@ class Trainer:
         if not self.accelerator.is_main_process:
             return checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
         transformer = self.accelerator.unwrap_model(self.model.transformer)
+        self._refuse_nonfinite_weights(transformer)
         precision = torch.bfloat16 if self.config.checkpoints.precision == "bfloat16" else torch.float32
         kind = self._weights_kind()
         path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
@@ -355,6 +410,17 @@ class Trainer:
         logger.info("saved %s", path)
         return path
 
+    def _refuse_nonfinite_weights(self, transformer: torch.nn.Module) -> None:
+        """A NaN/Inf weight is never written, and so never prunes the last good checkpoint."""
+        trainable = {n: p for n, p in transformer.named_parameters() if p.requires_grad}
+        bad = guards.nonfinite_tensors(trainable)
+        if bad:
+            last = checkpoints.saved_steps(self.checkpoint_dir)
+            raise guards.NonFiniteError(
+                f"non-finite weights at step {self.step} ({len(bad)} tensor(s), e.g. {bad[0]}); not saved; the last "
+                f"good checkpoint is step {last[-1] if last else 'none'} in {self.checkpoint_dir}"
+            )
+
     def _weights_kind(self) -> str:
         return "lora" if self.config.model.training_mode == "lora" else "model"
 
@@ -374,6 +440,7 @@ class Trainer:
             "rng": checkpoints.rng_state(),
             "wandb_run_id": self.tracker.run_id if self.tracker is not None else None,
             "config_fingerprint": self._config_fingerprint(),
+            "settings": resume.settings_record(self.config.model_dump(mode="json")),
         }
 
     def _config_fingerprint(self) -> dict:
@@ -388,18 +455,23 @@ class Trainer:
         return self.checkpoint_dir / f"rng_state_step_{step:05d}_rank{self.accelerator.process_index}.pt"
 
     def _resume(self) -> None:
+        self.resumed_from = None
         if self.config.checkpoints.no_resume:
             return
         path = checkpoints.latest_state(self.checkpoint_dir)
         if path is None:
             return
         state = checkpoints.load_state(path)
+        applied = []
+        if "settings" in state:
+            changes = resume.changed_settings(state["settings"], self.config.model_dump(mode="json"))
+            applied = resume.check_resume(path, changes)
         saved, current = state["config_fingerprint"], self._config_fingerprint()
         clashes = [
             f"{k}: {saved.get(k)} in the checkpoint, {v} in the config" for k, v in current.items() if saved.get(k) != v
         ]
         if clashes:
-            raise ValueError(
+            raise UsageError(
                 f"{path}: can't resume ({'; '.join(clashes)}). Use a new output_dir, or set checkpoints.no_resume: true"
             )
         transformer = self.accelerator.unwrap_model(self.model.transformer)
@@ -416,27 +488,66 @@ class Trainer:
                 path,
             )
         self.scheduler.load_state_dict(state["scheduler"])
+        set_peak_lr(self.optimizer, self.scheduler, self.config.optimization.learning_rate)  # a changed lr applies
         rank_path = self._rank_state_path(state["step"])
         own = checkpoints.load_state(rank_path) if rank_path.is_file() else state
         self.generator.set_state(own["generator"])
         checkpoints.set_rng_state(own["rng"])
         self.step, self.batches_consumed = state["step"], state["batches_consumed"]
         self.wandb_run_id = state.get("wandb_run_id")
+        self.resumed_from = path
         logger.info("resumed from %s at step %d", path, self.step)
+        for line in applied:
+            logger.info("resume applies a changed setting: %s", line)
+        if self.accelerator.is_main_process:
+            dropped = run_dir.truncate_metrics(self.output_dir / "metrics.jsonl", self.step)
+            if dropped:
+                logger.info(
+                    "metrics.jsonl: dropped %d record(s) after step %d (they are trained again)", dropped, self.step
+                )
 
     # ---- feedback -------------------------------------------------------------------------------------------------
+    def _claim_output_dir(self) -> None:
+        """Lock the output dir (one run at a time), clean temps of killed writers, refuse mixing two runs."""
+        self.run_lock = None
+        for warning in config_warnings(self.config, self.accelerator.device.type):
+            logger.warning("%s", warning)
+        if not self.accelerator.is_main_process:
+            return
+        self.run_lock = run_dir.RunLock(self.output_dir).acquire()
+        try:
+            run_dir.check_fresh_start(self.output_dir, self.checkpoint_dir, self.config.checkpoints.no_resume)
+        except BaseException:
+            self._release_output_dir()
+            raise
+        removed = run_dir.clean_stale_temps(self.output_dir)
+        if removed:
+            logger.info("removed %d temp file(s) left by a killed run in %s", len(removed), self.output_dir)
+
+    def _release_output_dir(self) -> None:
+        if getattr(self, "run_lock", None) is not None:
+            self.run_lock.release()
+            self.run_lock = None
+
+    @contextmanager
+    def _releasing_output_dir(self):
+        try:
+            yield
+        finally:
+            self._release_output_dir()
+
     def _write_run_files(self) -> None:
         if not self.accelerator.is_main_process:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.config_source is not None and not (self.output_dir / "training_config.yaml").exists():
-            shutil.copyfile(self.config_source, self.output_dir / "training_config.yaml")  # unmodified, as written
-        (self.output_dir / "training_config.resolved.yaml").write_text(dump_config(self.config))
+            # unmodified, as written
+            atomic_write_bytes(self.output_dir / "training_config.yaml", Path(self.config_source).read_bytes())
+        atomic_write_text(self.output_dir / "training_config.resolved.yaml", dump_config(self.config))
 
     def _log(self, metrics: dict) -> None:
         if self.accelerator.is_main_process:
-            with open(self.output_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            run_dir.append_metrics(self.output_dir / "metrics.jsonl", metrics)
             self.tracker.log(metrics, self.step)
 
     def _progress(self, total: int):

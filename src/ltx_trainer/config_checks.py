@@ -1,0 +1,126 @@
+"""Checks on a training config that go beyond the schema's types: YAML duplicate keys, allowed parameter names,
+credentials, and rough cost estimates. Pure Python (no torch): ``config validate`` runs them in well under a second.
+
+``config.py`` calls these from its validators; they take plain values, not config objects, so this module sits below
+it and imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import math
+import netrc
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Keyword arguments each learning-rate schedule reads (training/optim.py) and each sigma sampler takes
+# (training/timesteps.py); anything else is a typo that would otherwise fail deep in setup.
+SCHEDULER_PARAMS: dict[str, set[str]] = {
+    "constant": set(),
+    "linear": {"start_factor", "end_factor"},
+    "cosine": {"eta_min"},
+    "cosine_with_restarts": {"T_0", "T_mult", "eta_min"},
+    "polynomial": {"power", "end_factor"},
+    "step": {"step_size", "gamma"},
+}
+TIMESTEP_SAMPLING_PARAMS: dict[str, set[str]] = {
+    "shifted_logit_normal": {"std", "eps", "uniform_prob", "stretch"},
+    "uniform": {"min_value", "max_value"},
+}
+
+# LTX VAEs: 32x spatial, 8x temporal compression (W and H multiples of 32, frames 8k+1).
+SPATIAL_FACTOR, TEMPORAL_FACTOR = 32, 8
+# The longest prefix/suffix that can fit a training clip: 64 latent frames (513 video frames); 1000 audio latent
+# steps (40 s at 25 steps/s).
+MAX_TEMPORAL_BOUNDARY = {"video": 64, "audio": 1000}
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, line: int) -> None:
+        super().__init__(f"duplicated key {key!r} at line {line} (YAML keeps only the last one; remove one of them)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:  # unhashable key: the base constructor reports it
+            duplicate = False
+        if duplicate:
+            raise DuplicateKeyError(str(key), key_node.start_mark.line + 1)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml_strict(text: str) -> Any:
+    """``yaml.safe_load`` that raises :class:`DuplicateKeyError` on a repeated key."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def unknown_params(given: dict, allowed: set[str]) -> list[str]:
+    return sorted(set(given) - allowed)
+
+
+def wandb_has_credentials() -> bool:
+    """True when W&B can log online: an API key in the environment or a ``wandb login`` entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return True
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        hosts = netrc.netrc(path).hosts
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def device_kind() -> str:
+    """``cuda``/``mps``/``cpu`` as a guess made without importing torch (for ``config validate``)."""
+    if Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi"):
+        return "cuda"
+    if sys.platform == "darwin":
+        return "mps"
+    return "cpu"
+
+
+# Sustained dense throughput (FLOP/s) a denoising forward reaches, rough: a datacenter GPU in bf16, Apple silicon,
+# and a multi-core CPU in fp32.
+_THROUGHPUT = {"cuda": 2e14, "mps": 5e12, "cpu": 1e11}
+_BYTES_PER_PARAM = 2  # checkpoints ship in bf16
+_DEFAULT_PARAMS = 2e9  # the smallest LTX model, when the checkpoint size is unknown
+
+
+def validation_seconds_per_sample(
+    width: int,
+    height: int,
+    frames: int,
+    inference_steps: int,
+    passes: int,
+    model_bytes: int | None,
+    device: str,
+) -> float:
+    """Rough seconds to draw one validation sample: steps x passes x 2 x params x tokens / throughput."""
+    tokens = (width // SPATIAL_FACTOR) * (height // SPATIAL_FACTOR) * ((frames - 1) // TEMPORAL_FACTOR + 1)
+    params = model_bytes / _BYTES_PER_PARAM if model_bytes else _DEFAULT_PARAMS
+    return inference_steps * passes * 2 * params * max(tokens, 1) / _THROUGHPUT.get(device, _THROUGHPUT["cpu"])
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{math.ceil(seconds)} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
