@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 ORACLE_DIR ?= $(abspath ../shared/oracle)
+ORACLE_VENV ?= /tmp/ltx-oracle-venv
 
 .PHONY: bootstrap sync test lint demo oracle clean
 
@@ -20,11 +21,11 @@ lint: sync
 # parity tests skip with a reason otherwise.
 oracle:
 	@if [ -f "$(ORACLE_DIR)/setup.sh" ]; then \
-		bash "$(ORACLE_DIR)/setup.sh" >/dev/null || echo "[make] oracle venv could not be built; parity tests will skip"; \
+		bash "$(ORACLE_DIR)/setup.sh" "$(ORACLE_VENV)" >/dev/null || echo "[make] oracle venv could not be built; parity tests will skip"; \
 	else echo "[make] no oracle at $(ORACLE_DIR); parity tests will skip"; fi
 
 test: lint oracle
-	LTX_ORACLE_DIR="$(ORACLE_DIR)" $(UV) run --frozen pytest
+	LTX_ORACLE_DIR="$(ORACLE_DIR)" LTX_ORACLE_PYTHON="$(ORACLE_VENV)/bin/python" $(UV) run --frozen pytest
 
 demo: sync
 	$(UV) run --frozen ltx-trainer demo

@@ -33,8 +33,8 @@ class Oracle:
 
 def find_oracle() -> Oracle | None:
     oracle_dir = Path(os.environ.get("LTX_ORACLE_DIR", REPO.parent / "shared" / "oracle"))
-    python = Path(os.environ.get("LTX_ORACLE_PYTHON", "/tmp/ltx-oracle-venv/bin/python"))
-    if (oracle_dir / "load_check.py").is_file() and python.is_file():
+    python = Path(os.environ.get("LTX_ORACLE_PYTHON", ""))  # set by `make test` (ORACLE_VENV)
+    if (oracle_dir / "load_check.py").is_file() and python.name and python.is_file():
         return Oracle(python=python, dir=oracle_dir)
     return None
 

@@ -1,8 +1,8 @@
 """Audio VAE, vocoder and text connectors: official LTX-2 single-file layout <-> diffusers, and the runtime helpers.
 
 The pure tests need nothing but the project. The oracle tests compare against the official ltx-core code, run by
-``tests/oracle_scripts/audio_text_ref.py`` in the oracle venv (``LTX_ORACLE_PYTHON``, default
-``/tmp/ltx-oracle-venv/bin/python``; tools in ``LTX_ORACLE_DIR``, default ``../shared/oracle``): one process loads
+``tests/oracle_scripts/audio_text_ref.py`` in the oracle venv (``LTX_ORACLE_PYTHON``,
+set by ``make test``; tools in ``LTX_ORACLE_DIR``, default ``../shared/oracle``): one process loads
 the oracle's tiny 2.0 / 2.3 checkpoints and two files we wrote from random diffusers components, checks that ours load
 through ltx-core's real path (load_check, --strict), and saves ltx-core's outputs on seeded inputs.
 """
@@ -25,7 +25,7 @@ from ltx_trainer.models.formats import ltx2_text as T
 from ltx_trainer.models.formats.common import load_state_dict_strict
 
 REPO = Path(__file__).resolve().parents[1]
-ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", "/tmp/ltx-oracle-venv/bin/python"))
+ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", ""))
 ORACLE_DIR = Path(os.environ.get("LTX_ORACLE_DIR", REPO / ".." / "shared" / "oracle"))
 REF_SCRIPT = REPO / "tests" / "oracle_scripts" / "audio_text_ref.py"
 _REAL_23_PATH = REPO.parent / "shared" / "spec" / "configs" / "ltx-2.3-22b.metadata-config.json"
@@ -392,7 +392,7 @@ def _load_ours(checkpoint: Path, gemma_config: dict) -> dict[str, torch.nn.Modul
 @pytest.fixture(scope="session")
 def oracle_results(tmp_path_factory) -> dict[str, dict]:
     """One oracle process: references for the tiny official 2.0/2.3 files and for our two written files."""
-    if not ORACLE_PYTHON.exists():
+    if not ORACLE_PYTHON.is_file():
         pytest.skip("oracle venv absent: run bash ../shared/oracle/setup.sh")
     root = tmp_path_factory.mktemp("audio-text")
     makers = {

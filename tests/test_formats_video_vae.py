@@ -1,8 +1,8 @@
 """Video VAE format: official LTX-2 single-file ``vae.*`` <-> diffusers ``AutoencoderKLLTX2Video``.
 
 The pure tests need nothing but the project. The oracle tests compare against the official ltx-core code, run by
-``tests/oracle_scripts/video_vae_ref.py`` in the oracle venv (``LTX_ORACLE_PYTHON``, default
-``/tmp/ltx-oracle-venv/bin/python``; tools in ``LTX_ORACLE_DIR``, default ``../shared/oracle``).
+``tests/oracle_scripts/video_vae_ref.py`` in the oracle venv (``LTX_ORACLE_PYTHON``,
+set by ``make test``; tools in ``LTX_ORACLE_DIR``, default ``../shared/oracle``).
 """
 
 import copy
@@ -22,7 +22,7 @@ from ltx_trainer.models.formats import ltx2_video_vae as vv
 from ltx_trainer.models.formats.common import load_state_dict_strict
 
 REPO = Path(__file__).resolve().parents[1]
-ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", "/tmp/ltx-oracle-venv/bin/python"))
+ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", ""))
 ORACLE_DIR = Path(os.environ.get("LTX_ORACLE_DIR", REPO / ".." / "shared" / "oracle"))
 REF_SCRIPT = REPO / "tests" / "oracle_scripts" / "video_vae_ref.py"
 MAX_REL_ERR = 1e-5
@@ -228,7 +228,7 @@ def test_decode_noise_and_timestep():
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def oracle_python() -> Path:
-    if not ORACLE_PYTHON.exists():
+    if not ORACLE_PYTHON.is_file():
         pytest.skip("oracle venv absent: run bash ../shared/oracle/setup.sh")
     return ORACLE_PYTHON
 

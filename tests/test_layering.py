@@ -14,12 +14,13 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "ltx_trainer"
 
-BASE = {"root", "config", "io", "errors"}
+BASE = {"root", "config", "config_checks", "io", "errors"}
 ALLOWED = {
     "root": BASE,
     "config": BASE,
     "io": BASE,
     "errors": BASE,
+    "config_checks": BASE,
     "models": BASE | {"models"},
     "data": BASE | {"models", "data"},
     "integrations": BASE | {"models", "data", "integrations"},
