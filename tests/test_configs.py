@@ -140,7 +140,7 @@ def on_tiny_model(data: dict, model: Path, gemma: Path, root: Path, out: Path, s
     data["model"] = {**data["model"], "model_path": str(model), "text_encoder_path": str(gemma)}
     data["data"] = {"preprocessed_data_root": str(root), "num_dataloader_workers": 0}
     # adamw8bit and int8-quanto need a CUDA GPU; bf16 autocast on a CPU only makes the test slower
-    data["optimization"] = {**data["optimization"], "steps": 2, "optimizer_type": "adamw"}
+    data["optimization"] = {**data["optimization"], "steps": 2, "warmup_steps": 0, "optimizer_type": "adamw"}
     data["acceleration"] = {**data["acceleration"], "mixed_precision_mode": "no", "quantization": None}
     data["validation"] = {**data["validation"], "interval": None}
     return parse_config(data, source)

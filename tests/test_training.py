@@ -477,6 +477,7 @@ def test_nan_sample_stops_the_run_naming_it_and_keeps_the_good_checkpoint(datase
     import shutil
 
     from ltx_trainer.data.cache import read_sample_file, write_sample_file
+    from ltx_trainer.errors import DataError
     from ltx_trainer.training.guards import NonFiniteError
 
     model_path, _, data_root = datasets["2.0"]
@@ -484,8 +485,14 @@ def test_nan_sample_stops_the_run_naming_it_and_keeps_the_good_checkpoint(datase
     shutil.copytree(data_root, root)
     victim = sorted((root / ".precomputed" / "latents").rglob("*.safetensors"))[0]
     data = read_sample_file(victim)
+    clean = dict(data)
     data["latents"] = torch.full_like(data["latents"], float("nan"))
     write_sample_file(victim, data)
+    with pytest.raises(DataError, match=victim.name):  # a NaN file is refused when it is loaded, naming it
+        run(training_config(model_path, root, tmp_path / "nan", optimization={"steps": 12}))
+    # Finite but huge latents pass the data checks and overflow the loss: the step guard must catch that.
+    clean["latents"] = torch.full_like(clean["latents"], 3e38)
+    write_sample_file(victim, clean)
     out = tmp_path / "out"
     config = training_config(
         model_path, root, out, optimization={"steps": 12}, checkpoints={"interval": 1, "keep_last_n": 1}
