@@ -743,3 +743,14 @@ def test_documented_caption_and_split_commands_parse() -> None:
     assert checked >= 5
     for style in ("dense", "sections"):
         assert f"`{style}`" in docs  # the styles the docs name are the CLI's
+
+
+def test_output_with_a_metadata_suffix_writes_that_file_not_a_folder(tmp_path: Path) -> None:
+    """Found on real footage: ``-o captions.jsonl`` without ``--format`` made a folder of sidecars by that name."""
+    _dataset(tmp_path / "data")
+    target = tmp_path / "captions.jsonl"
+    result = _invoke(str(tmp_path / "data"), "--backend", "template", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.is_file() and all(json.loads(line)["caption"] for line in target.read_text().splitlines())
+    clash = _invoke(str(tmp_path / "data"), "--backend", "template", "-o", str(tmp_path / "c.csv"), "--format", "json")
+    assert clash.exit_code == 2 and "--format" in clash.output

@@ -40,7 +40,10 @@ def caption(
             "(default large-v3). openai: served model name (default: the server's first model).",
         ),
     ] = None,
-    fmt: Annotated[Literal["txt", "csv", "json", "jsonl"], typer.Option("--format", help="Output format.")] = "txt",
+    fmt: Annotated[
+        Literal["txt", "csv", "json", "jsonl"] | None,
+        typer.Option("--format", help="Output format (default: from the --output suffix, else txt sidecars)."),
+    ] = None,
     style: Annotated[
         Literal["dense", "sections"],
         typer.Option(
@@ -116,6 +119,7 @@ def caption(
         send_audio=send_audio,
         prompt=prompt,
     )
+    fmt = _output_format(output, fmt)
     summary = caption_dataset(
         inputs, captioner, output=output, fmt=fmt, resume=resume, trigger=trigger, style=style, clean=clean
     )
@@ -128,3 +132,16 @@ def caption(
         raise PartialFailure(f"{len(summary.failed)} of {summary.total} file(s) failed; see {summary.failures_file}")
     if summary.succeeded == 0 and not summary.empty:
         raise PartialFailure(f"no caption was produced for the {summary.total} file(s) of {inputs}")
+
+
+def _output_format(output: Path | None, fmt: str | None) -> str:
+    """``--format``, or when absent the metadata format named by ``--output``'s suffix (``-o x.jsonl`` is a file)."""
+    from ltx_trainer.errors import UsageError
+
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    named = suffix if suffix in ("csv", "json", "jsonl") else None
+    if fmt is None:
+        return named or "txt"
+    if named and named != fmt:
+        raise UsageError(f"--output {output} names a .{named} file but --format is {fmt}; drop one of them")
+    return fmt
