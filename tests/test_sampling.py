@@ -377,6 +377,10 @@ def test_sample_command_reports_bad_requests(tiny_ltx2, tmp_path):
     assert isinstance(result.exception, UsageError) and "frames=16 is not 8k+1" in str(result.exception)
     result = CliRunner().invoke(app, [*args[:-4], "--crop", "0,0,32,32"])
     assert isinstance(result.exception, UsageError) and "need --video" in str(result.exception)
+    (tmp_path / "taken.mp4").write_bytes(b"a user's earlier sample")  # a rerun never replaces it silently
+    result = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "taken.mp4")])
+    assert isinstance(result.exception, UsageError) and "--overwrite" in str(result.exception)
+    assert (tmp_path / "taken.mp4").read_bytes() == b"a user's earlier sample"
 
 
 # ---- the official pipeline runs our LoRA -----------------------------------------------------------------------------

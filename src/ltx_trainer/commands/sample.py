@@ -153,6 +153,7 @@ def sample(
         int | None, typer.Option(help="Reference keeps every N-th frame (default: the IC-LoRA's header, else 1).")
     ] = None,
     side_by_side: Annotated[bool, typer.Option(help="Show the reference left of the output.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     device: Annotated[str | None, typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).")] = None,
 ) -> None:
     """Generate a sample (video with audio on LTX-2; png for one frame) from a model, LoRAs, a prompt and conditions."""
@@ -170,6 +171,8 @@ def sample(
     from ltx_trainer.errors import LtxTrainerError, UsageError
     from ltx_trainer.sampling.runner import sample_file
 
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output} exists; choose another --output or pass --overwrite")
     console = Console(soft_wrap=True)
     started = time.perf_counter()
     columns = (
