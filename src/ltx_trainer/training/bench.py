@@ -18,6 +18,7 @@ import torch
 from ltx_trainer.config import parse_config
 from ltx_trainer.data.cache import write_sample_file
 from ltx_trainer.data.dataset import collate
+from ltx_trainer.io import atomic_write_text
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.architectures import random_model
 from ltx_trainer.models.base import LTXModel
@@ -235,7 +236,4 @@ TABLE_HEADER = (
 
 
 def save_result(result: BenchResult, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{result.arch}_{result.resolution}.json"
-    path.write_text(json.dumps(asdict(result), indent=1))
-    return path
+    return atomic_write_text(out_dir / f"{result.arch}_{result.resolution}.json", json.dumps(asdict(result), indent=1))
