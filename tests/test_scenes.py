@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +198,19 @@ def test_split_video_is_frame_exact_and_keeps_audio(cut_clip: Path, tmp_path: Pa
         for channel in range(2):
             for part in (audio[channel, :2048], audio[channel, -2048:]):
                 assert _peak_hz(part.numpy(), rate) == pytest.approx(expected[channel], rel=0.02)
+
+
+def test_clip_export_is_byte_reproducible(cut_clip: Path, tmp_path: Path) -> None:
+    # The same scene exported here and by a fresh process (its first encode, where x264's mbtree used to vary) gives
+    # the same bytes: clips feed the cache fingerprints and the demo's LoRA.
+    scene = detect_scenes(cut_clip)[1]
+    here = split_video(cut_clip, [scene], tmp_path / "here")[0]
+    code = (
+        "import sys; from pathlib import Path; from ltx_trainer.data.scenes import detect_scenes, split_video; "
+        "split_video(Path(sys.argv[1]), [detect_scenes(Path(sys.argv[1]))[1]], Path(sys.argv[2]))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(cut_clip), str(tmp_path / "fresh")], check=True)
+    assert (tmp_path / "fresh" / here.name).read_bytes() == here.read_bytes()
 
 
 def test_split_video_without_audio_and_overlapping_scenes(tmp_path: Path) -> None:

@@ -16,6 +16,22 @@ from ltx_trainer.data.media.container import _frame_to_planar, _layout_for, _rou
 from ltx_trainer.io import atomic_path
 
 
+def add_h264_stream(
+    container: av.container.OutputContainer, rate: Fraction, width: int, height: int, crf: int, preset: str
+) -> av.video.stream.VideoStream:
+    """An H.264 (libx264, yuv420p) stream whose bytes depend only on the frames and the settings.
+
+    Two x264 settings are pinned for that: macroblock-tree rate control is off (with it, the first encode in a
+    process gave different bytes from run to run) and x264 runs one thread (its output otherwise depends on the
+    machine's core count). A clip's bytes feed the cache fingerprints and, through them, the demo's LoRA.
+    """
+    options = {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": "mbtree=0"}
+    stream = container.add_stream("libx264", rate=rate, options=options)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    return stream
+
+
 def _frames_to_uint8(frames: torch.Tensor | np.ndarray, ndim: int) -> np.ndarray:
     """``uint8`` numpy array from a uint8 tensor/array or a float one in ``[0, 1]``."""
     tensor = torch.as_tensor(frames).detach().cpu()
@@ -123,10 +139,7 @@ def write_video(
     container_options = {"movflags": "+faststart"} if path.suffix.lower() in {".mp4", ".mov", ".m4v"} else {}
     with atomic_path(path) as tmp, av.open(str(tmp), mode="w", container_options=container_options) as container:
         # Every stream must exist before the first packet is muxed (the header is written then).
-        video_stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-        video_stream.width = width
-        video_stream.height = height
-        video_stream.pix_fmt = "yuv420p"
+        video_stream = add_h264_stream(container, rate, width, height, crf, preset)
         audio_stream = None
         if waveform is not None:
             audio_stream = container.add_stream("aac", rate=audio_sample_rate, layout="stereo")

@@ -17,6 +17,7 @@ import numpy as np
 
 from ltx_trainer import logger
 from ltx_trainer.data.media import MediaError, decode_video_frames, probe, quarter_turns, read_audio, write_image
+from ltx_trainer.data.media.write import add_h264_stream
 from ltx_trainer.data.scenes.detection import _frame_rate, _open_video
 from ltx_trainer.data.scenes.timecodes import Scene, TimecodeFormat, scene_file_name
 from ltx_trainer.io import atomic_path
@@ -57,9 +58,7 @@ class _ClipWriter:
         self.container = av.open(str(self.tmp), mode="w", container_options={"movflags": "+faststart"})
         try:
             # Every stream must exist before the first packet is muxed.
-            self.video = self.container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-            self.video.width, self.video.height = self.size
-            self.video.pix_fmt = "yuv420p"
+            self.video = add_h264_stream(self.container, rate, *self.size, crf, preset)
             if rotation:
                 self.video.set_display_rotation(rotation)
             self.audio_stream = None
