@@ -8,6 +8,7 @@ Every import is checked, including the ones inside functions (lazy imports are s
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,26 @@ def test_the_checker_catches_wrong_imports_also_inside_functions(tmp_path):
     ]
 
 
+# `spec.family != "ltx2"`, `family == 'ltxv'`, `"ltx2" == model.spec.family`, `family in ("ltx2", ...)`
+_FAMILY_BRANCH = (
+    r"""family\s*(?:==|!=)\s*["']|["']\s*(?:==|!=)\s*[\w.]*family\b|family\s+(?:not\s+)?in\s*[(\[{]\s*["']"""
+)
+
+
+def test_the_family_branch_pattern_catches_the_forms() -> None:
+    for text in (
+        'if spec.family != "ltx2":',
+        "x = family == 'ltxv'",
+        'if "ltx2" == m.spec.family:',
+        'if spec.family in ("ltx2", "ltxv"):',
+    ):
+        assert re.findall(_FAMILY_BRANCH, text), text
+    assert not re.findall(_FAMILY_BRANCH, "if (family, version) != (spec.family, spec.version):")
+
+
 @pytest.mark.parametrize("path", [p for p in _sources() if _layer(_module_name(p)) != "models"], ids=str)
 def test_only_models_know_the_family_and_model_internals(path):
     text = path.read_text()
     assert "__dict__" not in text, f"{path}: reaches into an object's __dict__; add the operation to models/base.py"
-    assert "spec.family ==" not in text, f"{path}: branches on the model family; put the difference behind the contract"
+    branches = re.findall(_FAMILY_BRANCH, text)
+    assert not branches, f"{path}: branches on the model family ({branches}); put the difference behind the contract"

@@ -50,15 +50,16 @@ def compute_reference(
 ) -> None:
     """Make IC-LoRA reference videos (same fps, frame count and audio) and a dataset file pairing them with clips."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
+    from ltx_trainer.data.progress import progress_columns
     from ltx_trainer.data.reference import collect_clips, compute_references, load_plugin
 
     console = Console(soft_wrap=True)
     for module in plugin or []:
         load_plugin(module)
     total = len(collect_clips(source)[1])
-    columns = (TextColumn("references"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = progress_columns("references", elapsed=False)
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("references", total=total)
         pairs, pairs_file = compute_references(

@@ -29,9 +29,10 @@ def decode(
 ) -> None:
     """Decode cached latents (and audio latents) to mp4 with audio, to check a cache by eye."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
     from ltx_trainer.data.decode import plan_decode, run_decode
+    from ltx_trainer.data.progress import progress_columns
     from ltx_trainer.errors import PartialFailure
     from ltx_trainer.models.devices import resolve_device
     from ltx_trainer.models.families import load_model
@@ -39,7 +40,7 @@ def decode(
     console = Console(soft_wrap=True)
     jobs = plan_decode(path, out, latents_dir, audio_latents_dir, reference_dir, audio, references, limit)
     ltx = load_model(model)
-    columns = (TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = progress_columns("decoding", elapsed=False)
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("decode", total=len(jobs))
         written, failed = run_decode(

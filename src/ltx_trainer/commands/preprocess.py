@@ -97,6 +97,7 @@ def preprocess(
         print_summary,
     )
     from ltx_trainer.errors import PartialFailure, UsageError
+    from ltx_trainer.models.devices import resolve_device
     from ltx_trainer.models.families import load_model
 
     console = Console(soft_wrap=True)
@@ -112,7 +113,7 @@ def preprocess(
     if shard_index is None or num_shards is None:
         shard_index, num_shards = default_shard()
 
-    resolved = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu"))
+    resolved = resolve_device(device)
     dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
     loaded = load_model(model, text_encoder, dtype=dtype)
     options = PreprocessOptions(

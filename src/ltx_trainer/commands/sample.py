@@ -159,15 +159,9 @@ def sample(
     """Generate a sample (video with audio on LTX-2; png for one frame) from a model, LoRAs, a prompt and conditions."""
     from pydantic import ValidationError
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
+    from ltx_trainer.data.progress import progress_columns
     from ltx_trainer.errors import LtxTrainerError, UsageError
     from ltx_trainer.sampling.runner import sample_file
 
@@ -175,14 +169,7 @@ def sample(
         raise UsageError(f"{output} exists; choose another --output or pass --overwrite")
     console = Console(soft_wrap=True)
     started = time.perf_counter()
-    columns = (
-        TextColumn("[bold]sample"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("steps"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    columns = progress_columns("[bold]sample", unit="steps")
     overrides = {
         k: v
         for k, v in {

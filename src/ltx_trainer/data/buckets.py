@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ltx_trainer.data.media import MediaError, check_num_frames, check_resolution
-from ltx_trainer.errors import UsageError
+from ltx_trainer.errors import MediaError, UsageError
+from ltx_trainer.models.geometry import Geometry
 
 
 class BucketError(UsageError):
@@ -21,12 +21,8 @@ class BucketError(UsageError):
 
 
 @dataclass(frozen=True)
-class Bucket:
-    """Target ``width x height x frames`` of a sample."""
-
-    width: int
-    height: int
-    frames: int
+class Bucket(Geometry):
+    """Target ``width x height x frames`` of a sample: a clip geometry (its ``fps`` is unused: clips keep theirs)."""
 
     @classmethod
     def parse(cls, text: str) -> Bucket:
@@ -34,12 +30,12 @@ class Bucket:
             width, height, frames = (int(v) for v in text.strip().lower().split("x"))
         except ValueError as e:
             raise BucketError(f"resolution bucket {text!r} is not WxHxF (e.g. 768x448x89)") from e
+        bucket = cls(width, height, frames)
         try:
-            check_resolution(width, height)
-            check_num_frames(frames)
+            bucket.check()
         except MediaError as e:
             raise BucketError(f"resolution bucket {text!r}: {e}") from e
-        return cls(width, height, frames)
+        return bucket
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height}x{self.frames}"

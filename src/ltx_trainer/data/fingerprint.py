@@ -54,7 +54,6 @@ TOOL = f"ltx-trainer {__version__}"
 _SAMPLE_VALUES = 4096  # values per tensor in a module hash
 _CHUNKS, _CHUNK_VALUES = 4, 1024  # chunks per tensor (and values per chunk) in a file hash
 _ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2}
-_FEATURE_EXTRACTOR_PREFIXES = ("text_proj_in.", "video_text_proj_in.", "audio_text_proj_in.")
 
 # which encoders made the tensors of each cache folder
 ENCODERS_BY_FOLDER: dict[str, tuple[str, ...]] = {
@@ -194,10 +193,8 @@ def _compute_hash(model: object, component: str) -> str | None:
     if component == "text_encoder":
         return files_hash(text_encoder_dirs(model))
     if component == "feature_extractor":
-        if spec.family != "ltx2":
-            return None
-        sd = model.connectors.state_dict()
-        return tensors_hash({k: v for k, v in sd.items() if k.startswith(_FEATURE_EXTRACTOR_PREFIXES)})
+        state = model.feature_extractor_state()
+        return None if state is None else tensors_hash(state)
     return None
 
 

@@ -69,6 +69,7 @@ from ltx_trainer.data.preprocess_options import (
 )
 from ltx_trainer.io import atomic_write_json, clean_stale_temps
 from ltx_trainer.models.base import LTXModel
+from ltx_trainer.models.devices import resolve_device
 from ltx_trainer.models.errors import ModelLoadError
 
 # re-exported: the public names of ``ltx_trainer.data.preprocess`` (cli.py, demo.py, tests) live in these modules now
@@ -81,12 +82,6 @@ __all__ = ["REPORT_NAME", "VIDEO_DTYPE", "BucketError", "default_shard", "parse_
 
 def _crop_seed(seed: int, sample_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()[:8], "little") & (2**63 - 1)
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass
@@ -113,7 +108,7 @@ class _Run:
         self.dataset = str(dataset) if dataset is not None else None
         self.audio_on = model.spec.has_audio if options.audio is None else bool(options.audio)
         self.suffix = ".pt" if options.format == "pt" else ".safetensors"
-        self.device = _resolve_device(options.device)
+        self.device = resolve_device(options.device)
         self.timings: dict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
         self.warnings: list[str] = []

@@ -132,6 +132,9 @@ class LTXModel(Protocol):
     def text_feature_dims(self) -> tuple[int, int]:
         """Widths of the cached (pre-connector) video and audio text features."""
 
+    def feature_extractor_state(self) -> dict[str, torch.Tensor] | None:
+        """Tensors of the text feature extractor that made the cached features (None when the family has none)."""
+
     # ---- checkpoints and LoRA naming -------------------------------------------------------------------------------
     def save_full_checkpoint(
         self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: dict | None = None

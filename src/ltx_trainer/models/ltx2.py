@@ -285,6 +285,11 @@ class LTX2Model:
         """The frozen connectors run every training step, next to the transformer."""
         self.connectors.to(device)
 
+    def feature_extractor_state(self) -> dict[str, torch.Tensor]:
+        """The feature extractor's projections (cached text features depend on them; the connectors proper don't)."""
+        prefixes = ("text_proj_in.", "video_text_proj_in.", "audio_text_proj_in.")
+        return {k: v for k, v in self.connectors.state_dict().items() if k.startswith(prefixes)}
+
     def text_feature_dims(self) -> tuple[int, int]:
         """Widths of the cached (pre-connector) video and audio text features."""
         config = self.connectors.config

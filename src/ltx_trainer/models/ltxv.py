@@ -236,6 +236,10 @@ class LTXVModel:
     def connectors_to(self, device: torch.device) -> None:
         """LTXV has no text connectors (T5 features feed the transformer directly)."""
 
+    def feature_extractor_state(self) -> None:
+        """LTXV caches raw T5 states: no feature extractor."""
+        return None
+
     def text_feature_dims(self) -> tuple[int, int]:
         """Widths of the cached (video, audio) text features: the T5 width for both (audio is unused)."""
         width = self.transformer.config.caption_channels

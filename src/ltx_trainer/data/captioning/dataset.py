@@ -124,14 +124,9 @@ def caption_dataset(
     Returns:
         A :class:`CaptionSummary`. Files that fail are logged, listed in ``<root>/caption_failures.json`` and skipped.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
+
+    from ltx_trainer.data.progress import progress_columns
 
     start = time.perf_counter()
     if fmt not in CAPTION_FORMATS:
@@ -170,13 +165,7 @@ def caption_dataset(
     if fmt == "jsonl":
         save()  # start from the carried-over captions, then append
         jsonl = open(output_file, "a", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    columns = progress_columns()
     unsaved = 0
     try:
         with Progress(*columns, disable=not progress, transient=False) as bar:

@@ -14,13 +14,15 @@ from ltx_trainer.data.captioning.inputs import _read_mono
 
 
 def _resolve_device(device: str) -> str:
+    """models.devices' rule (``auto`` -> cuda when available), and a CUDA device asked for must exist."""
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    from ltx_trainer.models.devices import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         raise CaptionError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return device
+    return str(resolved)
 
 
 class WhisperCaptioner:

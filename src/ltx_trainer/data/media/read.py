@@ -48,6 +48,20 @@ def _read_image_as_video(path: Path, max_frames: int | None, start_frame: int, f
     return torch.from_numpy(array.copy()).unsqueeze(0)
 
 
+def _check_window(start: tuple[str, float], length: tuple[str, float | None], rate: tuple[str, float | None]) -> None:
+    """A reader's ``(name, value)`` arguments: start >= 0, length >= 0 or None, rate > 0 or None.
+
+    Raises:
+        ValueError: One is out of range, named.
+    """
+    if start[1] < 0:
+        raise ValueError(f"{start[0]} must be >= 0, got {start[1]}")
+    if length[1] is not None and length[1] < 0:
+        raise ValueError(f"{length[0]} must be >= 0 or None, got {length[1]}")
+    if rate[1] is not None and not rate[1] > 0:
+        raise ValueError(f"{rate[0]} must be > 0 or None, got {rate[1]}")
+
+
 def read_video(
     path: str | os.PathLike[str],
     max_frames: int | None = None,
@@ -76,12 +90,7 @@ def read_video(
         ValueError: An argument is out of range.
     """
     path = Path(path)
-    if start_frame < 0:
-        raise ValueError(f"start_frame must be >= 0, got {start_frame}")
-    if max_frames is not None and max_frames < 0:
-        raise ValueError(f"max_frames must be >= 0 or None, got {max_frames}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be > 0 or None, got {fps}")
+    _check_window(("start_frame", start_frame), ("max_frames", max_frames), ("fps", fps))
     if is_image_file(path):
         return _read_image_as_video(path, max_frames, start_frame, fps), float(fps or 1.0)
     if max_frames == 0:
@@ -289,12 +298,7 @@ def read_audio(
         ValueError: An argument is out of range.
     """
     path = Path(path)
-    if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
-    if duration is not None and duration < 0:
-        raise ValueError(f"duration must be >= 0 or None, got {duration}")
-    if sample_rate is not None and sample_rate <= 0:
-        raise ValueError(f"sample_rate must be > 0 or None, got {sample_rate}")
+    _check_window(("start", start), ("duration", duration), ("sample_rate", sample_rate))
     if channels is not None:
         _layout_for(channels)
     if is_image_file(path):

@@ -188,7 +188,9 @@ def split_folder(
             no input at all.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
+
+    from ltx_trainer.data.progress import progress_columns
 
     out_dir = Path(out_dir)
     if timecode_format not in get_args(TimecodeFormat):
@@ -239,12 +241,7 @@ def split_folder(
 
     results = [InputResult(p, name) for p, name in zip(paths, _unique_names(paths, earlier, out_dir), strict=True)]
     console = Console(stderr=True)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+    columns = progress_columns("{task.description}", remaining=False)
     with Progress(*columns, console=console, disable=not show_progress, transient=False) as bar:
         inputs_task = bar.add_task("scenes", total=len(results))
         frames_task = bar.add_task("frames", total=None, visible=False)

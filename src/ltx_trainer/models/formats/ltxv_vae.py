@@ -2,7 +2,7 @@
 diffusers ``AutoencoderKLLTXVideo``. See ``formats/ltxv.py`` for how the block layout is derived.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ltx_trainer.models.errors import ModelLoadError
@@ -254,24 +254,21 @@ def _prefix_pairs(layout: VaeLayout) -> list[tuple[str, str]]:
         pairs.append((official + "res_blocks.", diffusers + "resnets."))
         pairs.append((official + "time_embedder.", diffusers + "time_embedder."))
 
-    k = 0
-    for g, parts in enumerate(layout.encoder):
-        for part in parts:
-            if part == "resnets":
-                res(f"encoder.down_blocks.{k}.", f"encoder.down_blocks.{g}.")
-            else:
-                pairs.append((f"encoder.down_blocks.{k}.", f"encoder.down_blocks.{g}.{part}."))
-            k += 1
+    def blocks(prefix: str, groups: Sequence[Sequence[str]], k: int) -> int:
+        """Official flat blocks ``prefix.k`` <- diffusers groups ``prefix.g[.part]``; returns the next ``k``."""
+        for g, parts in enumerate(groups):
+            for part in parts:
+                if part == "resnets":
+                    res(f"{prefix}.{k}.", f"{prefix}.{g}.")
+                else:
+                    pairs.append((f"{prefix}.{k}.", f"{prefix}.{g}.{part}."))
+                k += 1
+        return k
+
+    k = blocks("encoder.down_blocks", layout.encoder, 0)
     res(f"encoder.down_blocks.{k}.", "encoder.mid_block.")
     res("decoder.up_blocks.0.", "decoder.mid_block.")
-    k = 1
-    for i, parts in enumerate(layout.decoder):
-        for part in parts:
-            if part == "resnets":
-                res(f"decoder.up_blocks.{k}.", f"decoder.up_blocks.{i}.")
-            else:
-                pairs.append((f"decoder.up_blocks.{k}.", f"decoder.up_blocks.{i}.{part}."))
-            k += 1
+    blocks("decoder.up_blocks", layout.decoder, 1)
     pairs += [
         ("decoder.last_time_embedder.", "decoder.time_embedder."),
         ("decoder.last_scale_shift_table", "decoder.scale_shift_table"),
