@@ -20,6 +20,7 @@ through a pipe and, when ``block``, waits until the parent lets it go (or kills 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pathlib
@@ -169,8 +170,25 @@ class Child:
         return self.log.read_text(errors="replace")
 
 
+@functools.cache
+def prewarm() -> None:
+    """Import in the parent what every child would import again (seconds per restart on a loaded machine)."""
+    import importlib
+
+    for module in (
+        "ltx_trainer.cli",
+        "ltx_trainer.training.run",
+        "ltx_trainer.models.families",
+        "ltx_trainer.models.ltx2",
+        "ltx_trainer.integrations.report",
+        "rich.progress",
+    ):
+        importlib.import_module(module)
+
+
 def start(args: list[str], log: Path, pauses: list[Pause] = ()) -> Child:
     """Fork a child running ``ltx-trainer ARGS`` (through the CLI's own error handling) and return at once."""
+    prewarm()
     notify_r, notify_w = os.pipe()
     release_r, release_w = os.pipe()
     sys.stdout.flush()

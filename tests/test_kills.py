@@ -139,6 +139,8 @@ def test_first_signal_saves_a_resumable_checkpoint_and_exits_130(runs, tmp_path,
     assert f"stopped by {signal.Signals(first).name} at step 3" in line and str(out / "checkpoints") in line, line
     assert saved.name in line and saved.is_file()
     assert (out / "checkpoints" / "training_state_step_00003.pt").is_file()
+    if first == signal.SIGTERM:
+        return  # the same save path; resuming it once (after SIGINT) is enough
     code, output = run(["train", config], tmp_path / "resumed.log")
     assert code == 0, output
     assert "resumed from" in output
