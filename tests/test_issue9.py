@@ -37,3 +37,58 @@ def test_help_shows_every_option_name_whole_at_80_columns(verb, monkeypatch):
     names = [n for n in names if n.startswith("-")] + ["--help"]
     for name in names:
         assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", result.output), (name, result.output)
+
+
+_LOAD_ALL = """
+import json, sys
+from ltx_trainer.config import ConfigError, load_config
+out = {}
+for path in sys.argv[1:]:
+    try:
+        load_config(path)
+        out[path] = None
+    except ConfigError as e:
+        out[path] = str(e)
+print(json.dumps({"messages": out, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_every_fuzzed_config_fails_before_torch_is_imported(tmp_path, monkeypatch):
+    """Item 19, the whole list in one process that never imports torch: each case one line naming the key."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from test_config import FUZZ, _fuzz_base, _set
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    base = _fuzz_base(tmp_path)
+    cases: dict[str, tuple[object, str]] = {
+        f"{dotted}={value!r}": (_set(base, dotted, value), dotted.split(".")[-1]) for dotted, value in FUZZ
+    }
+    validating = _set(_set(base, "validation.interval", 10), "validation.prompts", ["a cat"])
+    cases["odd video_dims, validation on"] = (_set(validating, "validation.video_dims", [100, 64, 9]), "video_dims")
+    (tmp_path / "taken").write_text("x")
+    cases["output_dir is a file"] = (_set(base, "output_dir", str(tmp_path / "taken")), "output_dir")
+    cases["binary file"] = (bytes(range(256)) * 4, "binary")
+    cases["duplicated key"] = (yaml.safe_dump(base) + "lora:\n  rank: 4\n", "duplicated key 'lora'")
+    paths = {}
+    for i, (name, (content, key)) in enumerate(cases.items()):
+        path = tmp_path / f"case{i}.yaml"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        paths[str(path)] = (name, key)
+    proc = subprocess.run([sys.executable, "-c", _LOAD_ALL, *paths], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["torch"] is False
+    for path, message in result["messages"].items():
+        name, key = paths[path]
+        assert message is not None, f"{name}: accepted"
+        assert "\n" not in message and message.startswith(path) and key in message, (name, message)

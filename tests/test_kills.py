@@ -165,3 +165,24 @@ def test_train_on_a_cache_built_for_another_model_is_one_line_and_exit_3(runs, t
         errors = [line for line in output.splitlines() if "error" in line.lower()]
         assert len(errors) == 1 and errors[0].startswith("error: "), output
         assert str(runs["data"]) in errors[0] and "preprocess" in errors[0], errors[0]
+
+
+def test_a_second_run_on_one_output_dir_is_refused_and_a_killed_runs_lock_is_taken_over(runs, tmp_path):
+    """Item 13 with two real training processes: the second names the first's PID and host and touches nothing."""
+    import socket
+
+    out = tmp_path / "shared"
+    config = write_config(runs["model"], runs["data"], out, "lora", INTERVAL)
+    first = start(["train", config], tmp_path / "first.log", [Pause("step", 3)])
+    assert first.wait_paused() == "step 3"  # holds the lock; step 2 is saved
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, output = run(["train", config], tmp_path / "second.log")
+    assert code == 5, output
+    (line,) = [line for line in output.splitlines() if line.startswith("error:")]
+    assert f"pid {first.pid} on host {socket.gethostname()}" in line, line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert first.kill() == -signal.SIGKILL
+    code, output = run(["train", config], tmp_path / "third.log")
+    assert code == 0, output
+    assert f"taking over the lock of a run that is gone (pid {first.pid}" in output
+    assert_identical(runs["straight"]["lora"], final_weights(out, "lora"))
