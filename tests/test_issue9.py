@@ -92,3 +92,34 @@ def test_every_fuzzed_config_fails_before_torch_is_imported(tmp_path, monkeypatc
         name, key = paths[path]
         assert message is not None, f"{name}: accepted"
         assert "\n" not in message and message.startswith(path) and key in message, (name, message)
+
+
+def test_retention_removes_what_a_killed_pass_left_and_deletes_the_state_before_the_weights(tmp_path, monkeypatch):
+    """A kill -9 in the middle of pruning left step 2's state without its weights (and step 4 whole): the next pass
+    removes both; within a step the training state goes first, so an interrupted pass never orphans a state file."""
+    from ltx_trainer.training import checkpoints
+
+    (tmp_path / "training_state_step_00002.pt").write_bytes(b"s")  # its weights were deleted before the kill
+    for step in (4, 6, 8):
+        checkpoints.weights_path(tmp_path, "lora", step).write_bytes(b"w")
+        checkpoints.state_path(tmp_path, step).write_bytes(b"s")
+    order = []
+    original = type(tmp_path).unlink
+
+    def unlink(self, *args, **kwargs):
+        order.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "unlink", unlink)  # records the order; the files are really deleted
+    checkpoints.prune(tmp_path, keep_last_n=2, protect={8})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "lora_weights_step_00006.safetensors",
+        "lora_weights_step_00008.safetensors",
+        "training_state_step_00006.pt",
+        "training_state_step_00008.pt",
+    ]
+    assert order == [
+        "training_state_step_00002.pt",
+        "training_state_step_00004.pt",
+        "lora_weights_step_00004.safetensors",
+    ]

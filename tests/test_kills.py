@@ -71,10 +71,9 @@ def resume_point(out: Path) -> int:
 
 def next_kill(rng: random.Random, resumes_at: int, total: int) -> Pause:
     """A random point after the resume point: a step, a moment inside a step, or a phase of a checkpoint write."""
-    phase = rng.choice(
-        ["step", "timer", "timer", "fsync-weights", "fsync-state", "renamed-weights", "renamed-state", "prune"]
-        + (["setup-write"] if resumes_at else [])
-    )
+    holding = ["step", "fsync-weights", "fsync-state", "renamed-weights"] + (["setup-write"] if resumes_at else [])
+    advancing = ["timer", "timer", "renamed-state", "prune"]  # these may leave a newer resume point
+    phase = rng.choice(holding + (advancing if resumes_at < total - INTERVAL else []))  # never finish the run early
     if phase == "setup-write":
         return Pause(phase, 0)
     if phase in ("step", "timer"):
@@ -99,7 +98,7 @@ def test_random_kill_9s_including_checkpoint_writes_resume_bit_identically(runs,
         where = child.wait_paused()
         assert where is not None, f"{pause} was never reached after {kills}:\n{child.output()}"
         if pause.phase == "timer":
-            time.sleep(rng.uniform(0.0, 0.3))  # anywhere in the step, its logging or its checkpoint
+            time.sleep(rng.uniform(0.0, 0.1))  # anywhere in the step, its logging or its checkpoint
         code = child.kill()
         assert code == -signal.SIGKILL
         kills.append((where, resume_point(out)))
@@ -108,8 +107,14 @@ def test_random_kill_9s_including_checkpoint_writes_resume_bit_identically(runs,
     assert_identical(runs["straight"][mode], final_weights(out, mode))
     assert len(kills) == KILLS[mode]
     assert any(w.startswith(("fsync", "renamed", "prune")) for w, _ in kills), kills
-    # nothing left behind, nothing logged twice
+    # nothing left behind (no temp file, no orphan of an interrupted retention pass), nothing logged twice
     assert not list(out.rglob(".*.tmp.*"))
+    kind = "lora" if mode == "lora" else "model"
+    kept = [STEPS[mode] - INTERVAL, STEPS[mode]]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(
+        [checkpoints.weights_path(out, kind, s).name for s in kept]
+        + [checkpoints.state_path(out, s).name for s in kept]
+    ), kills
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, STEPS[mode] + 1))
 
@@ -129,7 +134,7 @@ def _interrupted(runs, tmp_path, first: int, second_inside_write: bool) -> tuple
     return child.wait(), child.output(), out, config
 
 
-@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_first_signal_saves_a_resumable_checkpoint_and_exits_130(runs, tmp_path, first):
     code, output, out, config = _interrupted(runs, tmp_path, first, second_inside_write=False)
     assert code == 130, output
@@ -186,3 +191,28 @@ def test_a_second_run_on_one_output_dir_is_refused_and_a_killed_runs_lock_is_tak
     assert code == 0, output
     assert f"taking over the lock of a run that is gone (pid {first.pid}" in output
     assert_identical(runs["straight"]["lora"], final_weights(out, "lora"))
+
+
+def test_validation_during_training_shows_progress(runs, tiny_ltx2, tmp_path):
+    """Item 9: validation sampling says when it starts, how many samples, and when it is done."""
+    config = training_config(
+        runs["model"],
+        runs["data"],
+        tmp_path / "out",
+        model={"training_mode": "lora", "text_encoder_path": str(tiny_ltx2["2.0"]["gemma"])},
+        optimization={"steps": 1, "batch_size": 1},
+        validation={
+            "interval": 1,
+            "prompts": ["a red square moves"],
+            "video_dims": [64, 64, 9],
+            "inference_steps": 2,
+            "skip_initial_validation": True,
+        },
+    )
+    path = tmp_path / "validating.yaml"
+    path.write_text(dump_config(config))
+    code, output = run(["train", path], tmp_path / "validating.log")
+    assert code == 0, output
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "validation at step 1: sampling 1 sample(s)" in line)
+    assert any("validation at step 1 done in" in line and "1 file(s)" in line for line in lines[start + 1 :]), output

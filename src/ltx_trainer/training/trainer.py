@@ -500,6 +500,8 @@ class Trainer:
         logger.info("resumed from %s at step %d", path, self.step)
         for line in applied:
             logger.info("resume applies a changed setting: %s", line)
+        if self.accelerator.is_main_process:  # finish a retention pass a kill interrupted
+            checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
 
     def _cut_metrics(self) -> None:
         """The log holds exactly the steps the weights have seen: records past the resume point (step 0 when a run
