@@ -40,6 +40,10 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"
 
+# Help is click's plain layout: rich's option table squeezes the option-name column at 80 columns and cuts names
+# ("--gradient-checkoi…"); click prints every name whole and wraps only the help text.
+HELP_MARKUP = None
+
 
 @cache
 def _short_help(module: str, function: str) -> str:
@@ -58,7 +62,7 @@ def _load_verb(name: str) -> Any:
     """The real click command of a lazy verb (imports its module)."""
     module, function = LAZY_VERBS[name]
     callback = getattr(importlib.import_module(f"ltx_trainer.commands.{module}"), function)
-    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=HELP_MARKUP)
     single.command(name)(callback)
     return typer.main.get_command(single)
 
@@ -149,8 +153,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
-config_app = typer.Typer(no_args_is_help=True, help="Check and inspect training configs.")
+config_app = typer.Typer(no_args_is_help=True, help="Check and inspect training configs.", rich_markup_mode=HELP_MARKUP)
 app.add_typer(config_app, name="config")
 
 

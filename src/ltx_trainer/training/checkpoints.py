@@ -60,19 +60,27 @@ def saved_steps(checkpoint_dir: Path) -> list[int]:
 def prune(checkpoint_dir: Path, keep_last_n: int, protect: set[int]) -> None:
     """Delete all but the newest ``keep_last_n`` checkpoints (-1 keeps all). ``protect`` (newest, final) survives.
 
-    Only the checkpoint's own final files are removed: temp files of a writer (``.name.tmp.*``) never match.
+    Only the checkpoint's own final files are removed: temp files of a writer (``.name.tmp.*``) never match. Files of
+    a step whose weights are gone (a kill in the middle of an earlier pass) are removed too, and the training state
+    goes before the weights, so an interrupted pass always leaves a step that the next pass still sees.
     """
-    if keep_last_n < 0:
+    if keep_last_n < 0 or not checkpoint_dir.is_dir():
         return
     steps = saved_steps(checkpoint_dir)
-    doomed = {step for step in steps[: max(len(steps) - keep_last_n, 0)] if step not in protect}
-    if not doomed:
-        return
-    for path in checkpoint_dir.iterdir():
-        match = STEP_MEMBER.match(path.name)
-        if match and int(next(g for g in match.groups() if g is not None)) in doomed:
-            path.unlink()
-    for step in sorted(doomed):
+    keep = set(steps[-keep_last_n:] if keep_last_n else []) | set(protect)
+    members = [
+        (int(next(g for g in m.groups() if g is not None)), p)
+        for p in checkpoint_dir.iterdir()
+        if (m := STEP_MEMBER.match(p.name))
+    ]
+    newest_kept = max(keep, default=max((step for step, _ in members), default=0) + 1)
+    doomed = sorted(
+        ((step, p) for step, p in members if step not in keep and step < newest_kept),
+        key=lambda item: (item[0], STEP_FILE.match(item[1].name) is not None),  # weights last within a step
+    )
+    for _, path in doomed:
+        path.unlink()
+    for step in sorted({step for step, _ in doomed}):
         logger.info("removed checkpoint step %d (keep_last_n=%d)", step, keep_last_n)
 
 

@@ -143,6 +143,7 @@ class Trainer:
         self.step, self.batches_consumed = 0, 0
         self.wandb_run_id = None
         self._resume()
+        self._cut_metrics()
         self.tracker = Tracker(cfg, self.output_dir, self.wandb_run_id) if self.accelerator.is_main_process else None
         self.validation = ValidationRunner.for_training(cfg, self.model, self.output_dir, self.device)
 
@@ -499,6 +500,12 @@ class Trainer:
         logger.info("resumed from %s at step %d", path, self.step)
         for line in applied:
             logger.info("resume applies a changed setting: %s", line)
+        if self.accelerator.is_main_process:  # finish a retention pass a kill interrupted
+            checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
+
+    def _cut_metrics(self) -> None:
+        """The log holds exactly the steps the weights have seen: records past the resume point (step 0 when a run
+        was killed before its first checkpoint) are trained again, so they go."""
         if self.accelerator.is_main_process:
             dropped = run_dir.truncate_metrics(self.output_dir / "metrics.jsonl", self.step)
             if dropped:
