@@ -79,6 +79,10 @@ def preprocess(
     latents_dtype: Annotated[
         str, typer.Option(help="bf16 (as the official cache) or fp32: dtype of video latents and text features.")
     ] = "bf16",
+    text_encoder_bits: Annotated[
+        int | None,
+        typer.Option(help="Load the text encoder in 8 bit (bitsandbytes on CUDA, torchao on CPU) or 4 (NF4, CUDA)."),
+    ] = None,
 ) -> None:
     """Precompute video latents, audio latents, text features, masks and IC-LoRA references for training.
 
@@ -107,6 +111,8 @@ def preprocess(
         raise UsageError(f"--crop {crop!r}: use center or random")
     if latents_dtype not in ("bf16", "fp32"):
         raise UsageError(f"--latents-dtype {latents_dtype!r}: use bf16 or fp32")
+    if text_encoder_bits not in (None, 8, 4):
+        raise UsageError(f"--text-encoder-bits {text_encoder_bits}: use 8 or 4")
     if (shard_index is None) != (num_shards is None):
         raise UsageError("--shard-index and --num-shards go together")
     if shard_index is None or num_shards is None:
@@ -114,7 +120,7 @@ def preprocess(
 
     resolved = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu"))
     dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
-    loaded = load_model(model, text_encoder, dtype=dtype)
+    loaded = load_model(model, text_encoder, dtype=dtype, text_encoder_bits=text_encoder_bits)
     options = PreprocessOptions(
         buckets=buckets,
         output=output,
@@ -135,6 +141,7 @@ def preprocess(
         progress=console.is_terminal,
         dtype=torch.bfloat16 if latents_dtype == "bf16" else torch.float32,
         text_encoder=str(text_encoder) if text_encoder is not None else None,
+        text_encoder_bits=text_encoder_bits,
     )
     result = preprocess_dataset(dataset, loaded, options, caption_column, media_column)
     print_summary(result, console)

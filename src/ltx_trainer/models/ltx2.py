@@ -289,8 +289,14 @@ class LTX2Model:
 
     @cached_property
     def _text_encoder(self) -> tuple[nn.Module, object]:
-        from ltx_trainer.models.text_encoders import load_gemma
+        from ltx_trainer.models.text_encoders import load_gemma, loads_on_gpu
 
+        if loads_on_gpu(self.text_encoder_bits) and "transformer" in self.__dict__:
+            # never both on the GPU: the transformer waits on the CPU until unload_text_encoder
+            home = device_of(self.transformer)
+            if home.type != "cpu":
+                self._transformer_home = home
+                self.transformer.to("cpu")
         if self.text_encoder_path is not None:
             return load_gemma(self.text_encoder_path, self.text_encoder_path, self.dtype, self.text_encoder_bits)
         if self._single is None and (Path(self.source) / "text_encoder").is_dir():
@@ -372,8 +378,12 @@ class LTX2Model:
         return atomic_save_safetensors(tensors, Path(path), metadata)
 
     def unload_text_encoder(self) -> None:
-        """Free the text encoder once prompts are cached (validation caches them at start)."""
+        """Free the text encoder once prompts are cached (validation caches them at start); a transformer parked on
+        the CPU while a quantized text encoder was on the GPU goes back."""
         self.__dict__.pop("_text_encoder", None)
+        home = self.__dict__.pop("_transformer_home", None)
+        if home is not None:
+            self.transformer.to(home)
 
     # ---- the family-agnostic interface ---------------------------------------------------------------------------
     def encode_video(self, pixels: torch.Tensor, tiled: bool = False) -> torch.Tensor:

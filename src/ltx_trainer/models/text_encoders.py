@@ -37,7 +37,7 @@ def load_gemma(
         model_dir, dtype=dtype, output_loading_info=True, local_files_only=True, low_cpu_mem_usage=True, **kwargs
     )
     if bits == 8 and "quantization_config" not in kwargs:
-        quantize_int8_cpu_(model)
+        quantize_int8_weight_only_(model)
     missing = [k for k in info.get("missing_keys", []) if not k.endswith(_IGNORABLE_MISSING)]
     if missing:
         raise ModelLoadError(f"{model_dir}: the text encoder is missing {len(missing)} tensor(s), e.g. {missing[:5]}")
@@ -47,6 +47,12 @@ def load_gemma(
 
 
 BITS_KEYS = {8: "acceleration.load_text_encoder_in_8bit", 4: "acceleration.load_text_encoder_in_4bit"}
+
+
+def loads_on_gpu(bits: int | None) -> bool:
+    """Whether a text encoder in ``bits`` is loaded onto the GPU (bitsandbytes); full-precision ones load on the
+    CPU and only their callers move them."""
+    return bits is not None and torch.cuda.is_available()
 
 
 def quantized_load_kwargs(bits: int | None) -> dict:
@@ -79,7 +85,7 @@ def quantized_load_kwargs(bits: int | None) -> dict:
     return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
 
 
-def quantize_int8_cpu_(model: nn.Module) -> nn.Module:
+def quantize_int8_weight_only_(model: nn.Module) -> nn.Module:
     """torchao int8 weight-only quantization of every ``nn.Linear`` (in place): half the bytes of bf16 weights."""
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 

@@ -104,10 +104,7 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
-        for key, value in (
-            ("quantization", cfg.acceleration.quantization),
-            ("load_text_encoder_in_8bit", cfg.acceleration.load_text_encoder_in_8bit),
-        ):
+        for key, value in (("quantization", cfg.acceleration.quantization),):
             if value:
                 logger.warning(
                     "acceleration.%s: %r is not applied yet (memory tiers are pending); the base model "
@@ -118,7 +115,9 @@ class Trainer:
         self.device = self.accelerator.device
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
-        self.model = model or load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
+        self.model = model or load_model(
+            cfg.model.model_path, cfg.model.text_encoder_path, base_dtype, cfg.acceleration.text_encoder_bits
+        )
         flexible = cfg.training_strategy.as_flexible()
         self.strategy = FlexibleStrategy(flexible, read_reference_scale(flexible, cfg.data.preprocessed_data_root))
         self.sigma_sampler = make_sigma_sampler(
