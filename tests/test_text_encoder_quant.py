@@ -5,6 +5,7 @@ import torch
 from torchao.utils import TorchAOBaseTensor
 
 from ltx_trainer.config import parse_config
+from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.text_encoders import load_gemma
 
@@ -28,7 +29,7 @@ def test_text_encoder_in_8bit_on_cpu_is_int8_and_its_features_stay_close(tiny_lt
 def test_text_encoder_in_4bit_is_refused_on_cpu_and_both_switches_at_once_at_config_load(tiny_ltx2):
     paths = tiny_ltx2["2.0"]
     if not torch.cuda.is_available():
-        with pytest.raises(Exception, match="acceleration.load_text_encoder_in_4bit"):
+        with pytest.raises(ModelLoadError, match=r"acceleration\.load_text_encoder_in_4bit"):
             load_model(paths["single_file"], paths["gemma"], text_encoder_bits=4).encode_text(["x"])
     with pytest.raises(Exception, match="load_text_encoder_in_4bit"):
         parse_config(
