@@ -230,12 +230,23 @@ def make_tiny(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     family: Annotated[str, typer.Option(help="ltx2-2.0, ltx2-2.3 or ltxv.")] = "ltx2-2.0",
     seed: int = 0,
+    full_width_blocks: Annotated[
+        int,
+        typer.Option(
+            help="ltx2-2.3 only: instead, one single file with the released 22B widths and this many blocks "
+            "(2 blocks: 2.3 GB), for load benchmarks."
+        ),
+    ] = 0,
 ) -> None:
     """Write a tiny random model of a family in every on-disk format (for trying the tool without real weights)."""
-    from ltx_trainer.models.tiny import write_tiny
+    from ltx_trainer.models.tiny import write_full_width_ltx23, write_tiny
 
+    if full_width_blocks and family != "ltx2-2.3":
+        raise UsageError("--full-width-blocks: only with --family ltx2-2.3")
     try:
-        paths = write_tiny(out, family, seed)
+        paths = (
+            write_full_width_ltx23(out, full_width_blocks, seed) if full_width_blocks else write_tiny(out, family, seed)
+        )
     except ValueError as e:
         raise UsageError(f"--family: {e}") from e
     for name, path in paths.items():
@@ -272,22 +283,30 @@ def bench(
         str, typer.Option(help="tiny-ltx2, tiny-ltx2.3, tiny-ltxv, ltx2-19b, ltx2.3-22b, ltxv-2b, ltxv-13b")
     ] = ("tiny-ltx2"),
     res: Annotated[str, typer.Option(help="W x H x F of the training clips.")] = "256x256x33",
-    steps: int = 10,
+    steps: Annotated[int, typer.Option(help="Timed repetitions of each (trainer step, bare step) pair.")] = 10,
     warmup: int = 3,
     lora_rank: Annotated[int, typer.Option(help="0 = full fine-tune.")] = 64,
     gradient_checkpointing: bool = True,
+    dtype: Annotated[str, typer.Option(help="Base weights: auto (bf16 on GPUs, fp32 on CPUs), bf16 or fp32.")] = "auto",
+    tier: Annotated[
+        str, typer.Option(help="Memory tier: bf16, fp8, int8, nf4, bf16-swap16, fp8-swap16, int8-swap24, nf4-swap24.")
+    ] = "bf16",
     out: Path = Path("outputs/bench"),
 ) -> None:
-    """Measure a training configuration: s/step by phase, trainer overhead, tokens/s, peak memory, MFU."""
+    """Measure a training configuration: s/step (median, min-max) by phase against a bare loop, memory, MFU."""
     from ltx_trainer.data.preprocess import Bucket
-    from ltx_trainer.training.bench import TABLE_HEADER, markdown_row, run_bench, save_result
+    from ltx_trainer.training.bench import TABLE_HEADER, TIERS, markdown_row, run_bench, save_result
 
     try:
         bucket = Bucket.parse(res)
     except ValueError as e:
         raise UsageError(f"--res: {e}") from e
+    if dtype not in ("auto", "bf16", "fp32"):
+        raise UsageError(f"--dtype {dtype!r}: use auto, bf16 or fp32")
+    if tier not in TIERS:
+        raise UsageError(f"--tier {tier!r}: use one of {', '.join(TIERS)}")
     result = run_bench(
-        arch, bucket.width, bucket.height, bucket.frames, steps, warmup, lora_rank, gradient_checkpointing
+        arch, bucket.width, bucket.height, bucket.frames, steps, warmup, lora_rank, gradient_checkpointing, dtype, tier
     )
     typer.echo(TABLE_HEADER)
     typer.echo(markdown_row(result))

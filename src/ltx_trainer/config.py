@@ -424,10 +424,29 @@ class AccelerationConfig(ConfigSection):
         default="bf16", description="Passed to accelerate's mixed_precision."
     )
     quantization: QuantizationOptions | None = Field(default=None, description="Quantize the frozen base (LoRA).")
-    load_text_encoder_in_8bit: bool = Field(default=False, description="Load Gemma with bitsandbytes 8-bit.")
+    load_text_encoder_in_8bit: bool = Field(
+        default=False,
+        description="Text encoder (Gemma / T5) in 8 bit for validation prompts and caption dropout: bitsandbytes "
+        "on CUDA, torchao int8 weight-only on a CPU.",
+    )
+    load_text_encoder_in_4bit: bool = Field(
+        default=False, description="Text encoder (Gemma) in 4 bit: bitsandbytes NF4, CUDA only."
+    )
     offload_optimizer_during_validation: bool = Field(
         default=False, description="Move optimizer state to CPU while validation samples are drawn."
     )
+
+
+    @model_validator(mode="after")
+    def _one_text_encoder_precision(self) -> AccelerationConfig:
+        if self.load_text_encoder_in_8bit and self.load_text_encoder_in_4bit:
+            raise ValueError("load_text_encoder_in_4bit: set only one of load_text_encoder_in_8bit / _in_4bit")
+        return self
+
+    @property
+    def text_encoder_bits(self) -> int | None:
+        """8, 4 or None (full precision): what ``models/text_encoders.py`` loads the text encoder in."""
+        return 8 if self.load_text_encoder_in_8bit else 4 if self.load_text_encoder_in_4bit else None
 
 
 class DataConfig(ConfigSection):

@@ -79,6 +79,17 @@ def preprocess(
     latents_dtype: Annotated[
         str, typer.Option(help="bf16 (as the official cache) or fp32: dtype of video latents and text features.")
     ] = "bf16",
+    compute_dtype: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the device computes it natively: CUDA, CPUs with AVX512-BF16/AMX; else fp32), "
+            "bf16 or fp32: dtype the video VAE and text encoder run in (the audio VAE always runs in fp32)."
+        ),
+    ] = "auto",
+    text_encoder_bits: Annotated[
+        int | None,
+        typer.Option(help="Load the text encoder in 8 bit (bitsandbytes on CUDA, torchao on CPU) or 4 (NF4, CUDA)."),
+    ] = None,
 ) -> None:
     """Precompute video latents, audio latents, text features, masks and IC-LoRA references for training.
 
@@ -97,7 +108,7 @@ def preprocess(
         print_summary,
     )
     from ltx_trainer.errors import PartialFailure, UsageError
-    from ltx_trainer.models.devices import resolve_device
+    from ltx_trainer.models.devices import resolve_device, weights_dtype
     from ltx_trainer.models.families import load_model
 
     console = Console(soft_wrap=True)
@@ -108,14 +119,18 @@ def preprocess(
         raise UsageError(f"--crop {crop!r}: use center or random")
     if latents_dtype not in ("bf16", "fp32"):
         raise UsageError(f"--latents-dtype {latents_dtype!r}: use bf16 or fp32")
+    if compute_dtype not in ("auto", "bf16", "fp32"):
+        raise UsageError(f"--compute-dtype {compute_dtype!r}: use auto, bf16 or fp32")
+    if text_encoder_bits not in (None, 8, 4):
+        raise UsageError(f"--text-encoder-bits {text_encoder_bits}: use 8 or 4")
     if (shard_index is None) != (num_shards is None):
         raise UsageError("--shard-index and --num-shards go together")
     if shard_index is None or num_shards is None:
         shard_index, num_shards = default_shard()
 
     resolved = resolve_device(device)
-    dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
-    loaded = load_model(model, text_encoder, dtype=dtype)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(compute_dtype) or weights_dtype(resolved)
+    loaded = load_model(model, text_encoder, dtype=dtype, text_encoder_bits=text_encoder_bits)
     options = PreprocessOptions(
         buckets=buckets,
         output=output,
@@ -136,6 +151,7 @@ def preprocess(
         progress=console.is_terminal,
         dtype=torch.bfloat16 if latents_dtype == "bf16" else torch.float32,
         text_encoder=str(text_encoder) if text_encoder is not None else None,
+        text_encoder_bits=text_encoder_bits,
     )
     result = preprocess_dataset(dataset, loaded, options, caption_column, media_column)
     print_summary(result, console)

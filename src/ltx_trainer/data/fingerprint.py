@@ -341,6 +341,8 @@ def rebuild_command(settings: Mapping, model: object | None = None, output: str 
             parts.append(f"--seed {settings['seed']}")
     if settings.get("vae_tiling"):
         parts.append("--vae-tiling")
+    if settings.get("text_encoder_bits"):
+        parts.append(f"--text-encoder-bits {settings['text_encoder_bits']}")
     if settings.get("latents_dtype") == "float32":
         parts.append("--latents-dtype fp32")
     if settings.get("audio") is False:

@@ -122,11 +122,9 @@ class _Run:
         """Load the VAEs now (a broken model must stop the run, not skip every sample) and move them to the device."""
         vae = self.model.video_vae
         audio_vae = self.model.audio_vae if self.audio_on else None
-        if self.device.type == "cpu":
-            return
-        vae.to(self.device)
-        if audio_vae is not None:
+        if audio_vae is not None:  # fp32 "for quality", as the official pipeline, whatever the video VAE runs in
             audio_vae.to(device=self.device, dtype=torch.float32)
+        vae.to(self.device)
 
     def path(self, folder: str, sample_id: str) -> Path:
         return self.output / folder / f"{sample_id}{self.suffix}"

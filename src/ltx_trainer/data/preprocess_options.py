@@ -51,6 +51,8 @@ class PreprocessOptions:
         dtype: dtype of the video latents and text features (``bfloat16`` as the official cache; None keeps what
             the encoders return). Audio latents are always float32, as in the official cache.
         text_encoder: the ``--text-encoder`` folder given, recorded so ``verify`` can print a rebuild command.
+        text_encoder_bits: 8 or 4 when the text encoder was loaded quantized (``--text-encoder-bits``; the model is
+            loaded with it, this records it in the fingerprints so a change re-does the text features).
     """
 
     buckets: list[Bucket]
@@ -73,13 +75,14 @@ class PreprocessOptions:
     write_report: bool = True
     dtype: torch.dtype | None = VIDEO_DTYPE
     text_encoder: str | None = None
+    text_encoder_bits: int | None = None
 
 
 # Settings that change what a cache file holds, by cache folder kind (``cache_settings`` keys). A file whose
 # fingerprint records other values than the run's is re-done (it is not "already done").
 MEDIA_SETTINGS = ("buckets", "fps", "crop", "seed", "latents_dtype", "vae_tiling")
 REFERENCE_SETTINGS = (*MEDIA_SETTINGS, "reference_downscale_factor", "reference_temporal_scale_factor")
-TEXT_SETTINGS = ("trigger", "text_dtype")
+TEXT_SETTINGS = ("trigger", "text_dtype", "text_encoder_bits")
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str | None:
@@ -109,6 +112,7 @@ def cache_settings(options: PreprocessOptions, model: LTXModel | None = None) ->
         "reference_temporal_scale_factor": options.reference_temporal_scale_factor,
         "format": options.format,
         "text_encoder_path": options.text_encoder,
+        "text_encoder_bits": options.text_encoder_bits,
     }
 
 

@@ -94,14 +94,21 @@ def load_model(
     path: str | Path,
     text_encoder_path: str | Path | None = None,
     dtype: torch.dtype = torch.float32,
+    text_encoder_bits: int | None = None,
 ) -> LTXModel:
-    """Load the model at ``path`` behind the family-agnostic interface. Components load lazily on first use."""
+    """Load the model at ``path`` behind the family-agnostic interface. Components load lazily on first use.
+
+    ``text_encoder_bits``: 8 or 4 to load the text encoder quantized (``models/text_encoders.py``). The streaming
+    settings ``load_device`` / ``on_block`` (``models/loading.py``) are attributes of the returned model.
+    """
     found = detect(path)
     text_encoder = Path(text_encoder_path).expanduser() if text_encoder_path else None
     if text_encoder is not None and not text_encoder.exists():
         raise ModelLoadError(f"{text_encoder}: text encoder folder not found")
     _, model_class = _families()[found.spec.family]
-    return model_class(found.spec, found.source, text_encoder, dtype)
+    model = model_class(found.spec, found.source, text_encoder, dtype)
+    model.text_encoder_bits = text_encoder_bits
+    return model
 
 
 def sampling_defaults(spec: FamilySpec) -> dict[str, object]:

@@ -23,8 +23,8 @@ from ltx_trainer.models.devices import device_of
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
 from ltx_trainer.models.formats.common import StateDict
-from ltx_trainer.models.loading import build_module
-from ltx_trainer.models.sources import SingleFile, read_json, read_safetensors_dir
+from ltx_trainer.models.loading import BlockHook, build_module
+from ltx_trainer.models.sources import SingleFile, read_json, read_safetensors_dir, safetensors_dir_refs
 
 CONNECTOR_FILE_PREFIXES = (
     "text_embedding_projection.",
@@ -152,6 +152,11 @@ class LTX2Model:
         source: an official single file, or the root of a diffusers folder.
         text_encoder_path: Gemma folder (single-file checkpoints don't contain the text encoder).
         dtype: compute/storage dtype for the loaded modules.
+
+    Attributes (set before the first use of a component):
+        load_device: where the transformer and connectors are streamed to (None: the CPU).
+        on_block: called per loading unit of the transformer (``models/loading.py``), e.g. to quantize it.
+        text_encoder_bits: 8 or 4 to load the text encoder quantized (``models/text_encoders.py``), None for full.
     """
 
     def __init__(
@@ -165,6 +170,9 @@ class LTX2Model:
         self.source = source
         self.text_encoder_path = Path(text_encoder_path) if text_encoder_path else None
         self.dtype = dtype
+        self.load_device: torch.device | None = None
+        self.on_block: BlockHook | None = None
+        self.text_encoder_bits: int | None = None
         if spec.version == "2.5":
             raise ModelLoadError(
                 f"{getattr(source, 'path', source)}: LTX-2.5 (Gemma-4, KV-cacheable cross-attention) is detected but "
@@ -206,7 +214,13 @@ class LTX2Model:
         folder = Path(self.source) / name
         config = {k: v for k, v in read_json(folder / "config.json").items() if not k.startswith("_")}
         config.update(overrides)
+        if cls in (LTX2VideoTransformer3DModel, LTX2TextConnectors):  # the big ones stream, unit by unit
+            return build_module(cls, config, safetensors_dir_refs(folder), str(folder), name, **self._streaming(cls))
         return build_module(cls, config, read_safetensors_dir(folder, self.dtype), str(folder), name)
+
+    def _streaming(self, cls: type[nn.Module]) -> dict:
+        hook = self.on_block if cls is LTX2VideoTransformer3DModel else None
+        return {"dtype": self.dtype, "device": self.load_device, "on_block": hook}
 
     @cached_property
     def transformer(self) -> LTX2VideoTransformer3DModel:
@@ -215,8 +229,15 @@ class LTX2Model:
             module = self._from_diffusers_folder("transformer", LTX2VideoTransformer3DModel, perturbed_attn=True)
         else:
             config = ltx2_transformer.diffusers_config(self._official_section("transformer"))
-            sd = ltx2_transformer.to_diffusers(self._single.read(ltx2_transformer.FILE_PREFIX, self.dtype))
-            module = build_module(LTX2VideoTransformer3DModel, config, sd, str(self._single.path), "transformer")
+            sd = ltx2_transformer.to_diffusers(self._single.refs(ltx2_transformer.FILE_PREFIX))
+            module = build_module(
+                LTX2VideoTransformer3DModel,
+                config,
+                sd,
+                str(self._single.path),
+                "transformer",
+                **self._streaming(LTX2VideoTransformer3DModel),
+            )
         return module
 
     @cached_property
@@ -252,21 +273,35 @@ class LTX2Model:
     def connectors(self) -> LTX2TextConnectors:
         if self._single is None:
             return self._from_diffusers_folder("connectors", LTX2TextConnectors)
-        file_sd = self._single.read(CONNECTOR_FILE_PREFIXES, self.dtype)
+        file_sd = self._single.refs(CONNECTOR_FILE_PREFIXES)
         # 2.3 files may omit caption_channels: the Gemma folder's config then gives the text width
         gemma = read_json(self.text_encoder_path / "config.json") if self.text_encoder_path else None
         config = ltx2_text.connectors_diffusers_config(self._official_section("transformer"), file_sd, gemma)
         sd = ltx2_text.connectors_to_diffusers(file_sd)
-        return build_module(LTX2TextConnectors, config, sd, str(self._single.path), "text connectors")
+        return build_module(
+            LTX2TextConnectors,
+            config,
+            sd,
+            str(self._single.path),
+            "text connectors",
+            **self._streaming(LTX2TextConnectors),
+        )
 
     @cached_property
     def _text_encoder(self) -> tuple[nn.Module, object]:
-        from ltx_trainer.models.text_encoders import load_gemma
+        from ltx_trainer.models.text_encoders import load_gemma, loads_on_gpu
 
+        if loads_on_gpu(self.text_encoder_bits) and "transformer" in self.__dict__:
+            # never both on the GPU: the transformer waits on the CPU until unload_text_encoder
+            home = device_of(self.transformer)
+            if home.type != "cpu":
+                self._transformer_home = home
+                self.transformer.to("cpu")
         if self.text_encoder_path is not None:
-            return load_gemma(self.text_encoder_path, self.text_encoder_path, self.dtype)
+            return load_gemma(self.text_encoder_path, self.text_encoder_path, self.dtype, self.text_encoder_bits)
         if self._single is None and (Path(self.source) / "text_encoder").is_dir():
-            return load_gemma(Path(self.source) / "text_encoder", Path(self.source) / "tokenizer", self.dtype)
+            folder = Path(self.source)
+            return load_gemma(folder / "text_encoder", folder / "tokenizer", self.dtype, self.text_encoder_bits)
         raise ModelLoadError(
             f"{getattr(self._single, 'path', self.source)}: no text encoder: pass the Gemma folder "
             "(model.text_encoder_path in the config, --text-encoder on the command line)"
@@ -348,8 +383,12 @@ class LTX2Model:
         return atomic_save_safetensors(tensors, Path(path), metadata)
 
     def unload_text_encoder(self) -> None:
-        """Free the text encoder once prompts are cached (validation caches them at start)."""
+        """Free the text encoder once prompts are cached (validation caches them at start); a transformer parked on
+        the CPU while a quantized text encoder was on the GPU goes back."""
         self.__dict__.pop("_text_encoder", None)
+        home = self.__dict__.pop("_transformer_home", None)
+        if home is not None:
+            self.transformer.to(home)
 
     # ---- the family-agnostic interface ---------------------------------------------------------------------------
     def encode_video(self, pixels: torch.Tensor, tiled: bool = False) -> torch.Tensor:

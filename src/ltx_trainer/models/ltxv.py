@@ -35,7 +35,7 @@ from ltx_trainer.models.base import FamilySpec, ModalityInput, Perturbation, Tex
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats import ltxv as fmt
 from ltx_trainer.models.formats.common import StateDict
-from ltx_trainer.models.loading import build_module
+from ltx_trainer.models.loading import BlockHook, build_module
 from ltx_trainer.models.ltxv_loading import (
     TEXT_MAX_LENGTH,
     _diffusers_vae_config,
@@ -111,6 +111,9 @@ class LTXVModel:
         self.source = source
         self.text_encoder_path = Path(text_encoder_path) if text_encoder_path else None
         self.dtype = dtype
+        self.load_device: torch.device | None = None  # where the transformer streams to (None: the CPU)
+        self.on_block: BlockHook | None = None  # per loading unit of the transformer (models/loading.py)
+        self.text_encoder_bits: int | None = None  # 8: T5 in torchao int8 weight-only
         self.lowercase_prompts = True
         self.mask_text_padding = True
         if isinstance(source, SingleFile):
@@ -135,6 +138,10 @@ class LTXVModel:
         config = read_json(folder / "config.json")
         if cls is AutoencoderKLLTXVideo:
             config = _diffusers_vae_config(config)
+        if cls is LTXVideoTransformer3DModel:  # streams unit by unit
+            weights = _read_weights(folder, self.dtype, refs=True)
+            streaming = {"dtype": self.dtype, "device": self.load_device, "on_block": self.on_block}
+            return build_module(cls, config, weights, str(folder), component, frozen=frozen, **streaming)
         return build_module(cls, config, _read_weights(folder, self.dtype), str(folder), component, frozen=frozen)
 
     @classmethod
@@ -152,7 +159,7 @@ class LTXVModel:
         if self._single is None:
             return self._from_diffusers_folder("transformer", LTXVideoTransformer3DModel, "transformer", frozen=False)
         official, _ = official_configs(self._single)
-        sd = fmt.transformer_to_diffusers(self._single.read(fmt.TRANSFORMER_PREFIX, self.dtype))
+        sd = fmt.transformer_to_diffusers(self._single.refs(fmt.TRANSFORMER_PREFIX))
         config = fmt.transformer_diffusers_config(official)
         return build_module(
             LTXVideoTransformer3DModel,
@@ -162,6 +169,9 @@ class LTXVModel:
             "transformer",
             file_key=lambda k: fmt.TRANSFORMER_PREFIX + fmt.module_to_official(k),
             frozen=False,
+            dtype=self.dtype,
+            device=self.load_device,
+            on_block=self.on_block,
         )
 
     @cached_property
@@ -209,9 +219,9 @@ class LTXVModel:
     @cached_property
     def _text(self) -> tuple[nn.Module, object]:
         if self.text_encoder_path is not None:
-            return load_t5(self.text_encoder_path, self.dtype)
+            return load_t5(self.text_encoder_path, self.dtype, self.text_encoder_bits)
         if self._single is None and (Path(self.source) / "text_encoder").is_dir():
-            return load_t5(Path(self.source), self.dtype)
+            return load_t5(Path(self.source), self.dtype, self.text_encoder_bits)
         raise ModelLoadError(
             f"{self._where}: no text encoder. Single-file LTX-Video checkpoints don't contain T5: pass a T5 folder "
             "(model.text_encoder_path in the config, --text-encoder on the command line), e.g. google/t5-v1_1-xxl."

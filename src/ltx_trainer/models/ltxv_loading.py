@@ -19,8 +19,10 @@ from ltx_trainer import logger
 from ltx_trainer.models.base import FamilySpec
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats import ltxv as fmt
-from ltx_trainer.models.formats.common import StateDict, load_state_dict_strict
-from ltx_trainer.models.sources import SingleFile, read_json, read_safetensors_dir
+from ltx_trainer.models.formats.common import StateDict, check_nothing_meta, check_state_dict, load_state_dict_strict
+from ltx_trainer.models.loading import stream_into
+from ltx_trainer.models.sources import SingleFile, TensorRef, read_json, read_safetensors_dir, safetensors_dir_refs
+from ltx_trainer.models.text_encoders import quantize_int8_weight_only_
 
 TEXT_MAX_LENGTH = 128
 PIPELINES = ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline")
@@ -178,10 +180,13 @@ def detect(source: SingleFile | Path, pipeline: str | None = None) -> FamilySpec
 # ---------------------------------------------------------------------------------------------------------------------
 # Weights and the T5 text encoder
 # ---------------------------------------------------------------------------------------------------------------------
-def _read_weights(folder: Path, dtype: torch.dtype | None) -> StateDict:
-    """A component folder's weights: ``*.safetensors`` shards, else ``*.bin`` (loaded with ``weights_only=True``)."""
+def _read_weights(folder: Path, dtype: torch.dtype | None, refs: bool = False) -> StateDict:
+    """A component folder's weights: ``*.safetensors`` shards, else ``*.bin`` (loaded with ``weights_only=True``).
+
+    ``refs``: safetensors come back as references to stream from (``models/loading.py``), nothing read yet.
+    """
     if any(folder.glob("*.safetensors")):
-        return read_safetensors_dir(folder, dtype)
+        return safetensors_dir_refs(folder) if refs else read_safetensors_dir(folder, dtype)
     bins = sorted(folder.glob("*.bin"))
     if not bins:
         raise ModelLoadError(f"{folder}: no *.safetensors or *.bin weights in this folder")
@@ -209,8 +214,9 @@ def _t5_folders(path: Path) -> tuple[Path, Path]:
     return model_dir, tokenizer_dir
 
 
-def load_t5(path: Path, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
-    """T5 encoder + tokenizer from a local folder, strictly (a missing tensor is a ``ModelLoadError``).
+def load_t5(path: Path, dtype: torch.dtype = torch.float32, bits: int | None = None) -> tuple[nn.Module, object]:
+    """T5 encoder + tokenizer from a local folder, strictly (a missing tensor is a ``ModelLoadError``), streamed
+    unit by unit from safetensors shards. ``bits=8``: torchao int8 weight-only (4-bit is refused for T5).
 
     ``decoder.*``/``lm_head.*`` tensors of a full T5 checkpoint are ignored; the tied input embedding may be stored
     under either of its two names.
@@ -223,13 +229,26 @@ def load_t5(path: Path, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, 
         raise ModelLoadError(f"{model_dir}: model_type={config.get('model_type')!r}; LTX-Video needs a T5 encoder")
     with init_empty_weights():
         model = T5EncoderModel(T5Config.from_dict(config))
-    sd = {k: v for k, v in _read_weights(model_dir, dtype).items() if not k.startswith(("decoder.", "lm_head."))}
+    if bits not in (None, 8):
+        raise ModelLoadError(
+            "acceleration.load_text_encoder_in_4bit: LTX-Video's T5 loads in 8 bit only "
+            "(acceleration.load_text_encoder_in_8bit)"
+        )
+    weights = _read_weights(model_dir, dtype, refs=True)
+    sd = {k: v for k, v in weights.items() if not k.startswith(("decoder.", "lm_head."))}
     for target, source in (getattr(model, "_tied_weights_keys", None) or {}).items():
         if target not in sd and source in sd:
             sd[target] = sd[source]
         elif source not in sd and target in sd:
             sd[source] = sd[target]
-    load_state_dict_strict(model, sd, str(model_dir), "T5 text encoder")
+    if any(isinstance(v, TensorRef) for v in sd.values()):
+        check_state_dict(model, sd, str(model_dir), "T5 text encoder")
+        stream_into(model, sd, dtype)
+        check_nothing_meta(model, str(model_dir), "T5 text encoder")
+    else:
+        load_state_dict_strict(model, sd, str(model_dir), "T5 text encoder")
+    if bits == 8:
+        quantize_int8_weight_only_(model)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     tokenizer.padding_side = "right"
     return model.eval().requires_grad_(False), tokenizer

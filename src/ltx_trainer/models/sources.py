@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -9,6 +10,15 @@ from safetensors import SafetensorError, safe_open
 
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats.common import StateDict
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor still on disk: where it is and its shape. ``models.loading`` reads it when its block is loaded."""
+
+    path: Path
+    key: str
+    shape: tuple[int, ...]
 
 
 class SingleFile:
@@ -44,6 +54,19 @@ class SingleFile:
             raise ModelLoadError(f"{self.path}: reading tensors failed ({e}); the file is probably truncated") from e
         return out
 
+    def refs(self, prefixes: str | Iterable[str]) -> dict[str, TensorRef]:
+        """Like :meth:`read`, but nothing is read: references to stream from (keys kept whole)."""
+        prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+        try:
+            with safe_open(self.path, "pt") as f:
+                return {
+                    k: TensorRef(self.path, k, tuple(f.get_slice(k).get_shape()))
+                    for k in self.keys
+                    if k.startswith(prefixes)
+                }
+        except (SafetensorError, OSError) as e:
+            raise ModelLoadError(f"{self.path}: reading tensors failed ({e}); the file is probably truncated") from e
+
     def has(self, prefix: str) -> bool:
         return any(k.startswith(prefix) for k in self.keys)
 
@@ -59,6 +82,17 @@ def read_safetensors_dir(folder: Path, dtype: torch.dtype | None = None) -> Stat
     if dtype is not None:
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     return sd
+
+
+def safetensors_dir_refs(folder: Path) -> dict[str, TensorRef]:
+    """References to every tensor of the ``*.safetensors`` shards of a diffusers component folder (nothing read)."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{folder}: no *.safetensors weights in this component folder")
+    refs: dict[str, TensorRef] = {}
+    for file in files:
+        refs.update(SingleFile(file).refs(""))
+    return refs
 
 
 def read_json(path: Path) -> dict:

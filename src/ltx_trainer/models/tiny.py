@@ -9,6 +9,7 @@ time and 32x in space; latents are 128 channels (video) and 8x16 (audio); the au
 """
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -537,3 +538,44 @@ def write_tiny(out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0) -> 
     if family == "ltxv":
         return write_tiny_ltxv(Path(out_dir), seed=seed)
     raise ValueError(f"family {family!r} is not one of ltx2-2.0, ltx2-2.3, ltxv")
+
+
+def write_full_width_ltx23(out_dir: str | Path, num_layers: int = 2, seed: int = 0) -> dict[str, Path]:
+    """An LTX-2.3 single file whose transformer has the released widths (22B: 4096 video / 2048 audio, 32 heads) but
+    only ``num_layers`` blocks (2 blocks: a 2.3 GB file), for measuring streaming loads. The text connectors keep
+    their widths with one layer each and read a tiny Gemma (also written); VAEs and vocoder are the tiny ones.
+
+    Built in bf16 (the file's dtype), so writing it needs about the file's size in RAM.
+    """
+    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+
+    out_dir = Path(out_dir)
+    released = json.loads(resources.files("ltx_trainer.models").joinpath("configs/ltx-2.3-22b.json").read_text())
+    config = tiny_ltx2_config("2.3")
+    config["transformer"] = {
+        **released["transformer"],
+        "num_layers": num_layers,
+        "connector_num_layers": 1,
+        "caption_channels": GEMMA_HIDDEN,  # the (tiny) text encoder's width
+    }
+    gemma_dir = write_tiny_gemma(out_dir / "gemma", seed)
+    small = build_ltx2_components(tiny_ltx2_config("2.3"), seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        probe = _connector_probe(config["transformer"], GEMMA_HIDDEN * (GEMMA_LAYERS + 1))
+        components = {
+            **small,
+            "transformer": randomize_(
+                LTX2VideoTransformer3DModel(**ltx2_transformer.diffusers_config(config["transformer"])), seed
+            ),
+            "connectors": randomize_(
+                LTX2TextConnectors(**ltx2_text.connectors_diffusers_config(config["transformer"], probe)), seed + 1
+            ),
+        }
+    finally:
+        torch.set_default_dtype(previous)
+    path = out_dir / f"ltx-2.3-full-width-{num_layers}-blocks.safetensors"
+    single = save_single_file(official_state_dict(components, config), config, path, "2.3.0")
+    return {"single_file": single, "gemma": gemma_dir}

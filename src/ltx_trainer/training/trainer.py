@@ -21,13 +21,12 @@ from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, col
 from ltx_trainer.data.fingerprint import check_cache_fingerprint
 from ltx_trainer.data.reference_scale import read_reference_scale
 from ltx_trainer.errors import DataError, Interrupted, UsageError
-from ltx_trainer.integrations.report import write_report
 from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.io import atomic_write_bytes, atomic_write_text
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
+from ltx_trainer.models.devices import weights_dtype
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
-from ltx_trainer.sampling.validation import ValidationRunner
 from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
 from ltx_trainer.training.signals import StopRequest
@@ -104,10 +103,7 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
-        for key, value in (
-            ("quantization", cfg.acceleration.quantization),
-            ("load_text_encoder_in_8bit", cfg.acceleration.load_text_encoder_in_8bit),
-        ):
+        for key, value in (("quantization", cfg.acceleration.quantization),):
             if value:
                 logger.warning(
                     "acceleration.%s: %r is not applied yet (memory tiers are pending); the base model "
@@ -116,9 +112,12 @@ class Trainer:
                     value,
                 )
         self.device = self.accelerator.device
-        # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
-        base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
-        self.model = model or load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
+        # Base weights in bf16 with bf16 mixed precision wherever the device computes bf16 natively (trainable LoRA
+        # weights stay fp32); fp32 otherwise, and with mixed_precision_mode "no" (the tests' exact path).
+        base_dtype = weights_dtype(self.device, bf16=mixed == "bf16")
+        self.model = model or load_model(
+            cfg.model.model_path, cfg.model.text_encoder_path, base_dtype, cfg.acceleration.text_encoder_bits
+        )
         flexible = cfg.training_strategy.as_flexible()
         self.strategy = FlexibleStrategy(flexible, read_reference_scale(flexible, cfg.data.preprocessed_data_root))
         self.sigma_sampler = make_sigma_sampler(
@@ -145,6 +144,8 @@ class Trainer:
         self._resume()
         self._cut_metrics()
         self.tracker = Tracker(cfg, self.output_dir, self.wandb_run_id) if self.accelerator.is_main_process else None
+        from ltx_trainer.sampling.validation import ValidationRunner  # imported when needed: a faster start
+
         self.validation = ValidationRunner.for_training(cfg, self.model, self.output_dir, self.device)
 
     def _empty_prompt_features(self) -> TextFeatures:
@@ -281,6 +282,8 @@ class Trainer:
             "last loss": f"{result.losses[-1]:.4f}" if result.losses else "n/a",
             "weights": result.weights,
         }
+        from ltx_trainer.integrations.report import write_report  # matplotlib: only at the end
+
         report = write_report(self.output_dir, "ltx-trainer run", dump_config(self.config), samples, summary)
         logger.info("report: %s", report)
 

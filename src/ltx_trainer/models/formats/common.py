@@ -29,6 +29,14 @@ def load_state_dict_strict(model: nn.Module, sd: StateDict, source: str, compone
     diffusers and accelerate can leave tensors on ``meta`` without complaint; after this call every parameter and
     persistent buffer came from ``sd`` with the right shape, or a ``ModelLoadError`` names the first offenders.
     """
+    check_state_dict(model, sd, source, component)
+    model.load_state_dict(sd, strict=True, assign=True)
+    check_nothing_meta(model, source, component)
+
+
+def check_state_dict(model: nn.Module, sd: dict, source: str, component: str) -> None:
+    """Raise ``ModelLoadError`` unless ``sd`` has exactly ``model``'s keys and shapes (values: anything with
+    ``.shape``, e.g. tensors or references to tensors still on disk)."""
     expected = model.state_dict()
     missing = set(expected) - set(sd)
     unexpected = set(sd) - set(expected)
@@ -50,7 +58,9 @@ def load_state_dict_strict(model: nn.Module, sd: StateDict, source: str, compone
             + "; ".join(problems)
             + ". The file is incomplete, renamed or from another model version; re-download or re-export it."
         )
-    model.load_state_dict(sd, strict=True, assign=True)
+
+
+def check_nothing_meta(model: nn.Module, source: str, component: str) -> None:
     still_meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:
         raise ModelLoadError(f"{source}: the {component} has tensors left uninitialised: {_listing(still_meta)}")
