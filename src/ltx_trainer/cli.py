@@ -36,6 +36,7 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "decode": ("decode", "decode"),
     "compute-reference": ("compute_reference", "compute_reference"),
     "sample": ("sample", "sample"),
+    "plan": ("plan", "plan"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"
@@ -225,12 +226,13 @@ def make_tiny(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     family: Annotated[str, typer.Option(help="ltx2-2.0, ltx2-2.3 or ltxv.")] = "ltx2-2.0",
     seed: int = 0,
+    fp8: Annotated[bool, typer.Option(help="Also write the pre-quantized fp8 single file (LTX-2 family).")] = False,
 ) -> None:
     """Write a tiny random model of a family in every on-disk format (for trying the tool without real weights)."""
     from ltx_trainer.models.tiny import write_tiny
 
     try:
-        paths = write_tiny(out, family, seed)
+        paths = write_tiny(out, family, seed, fp8=fp8)
     except ValueError as e:
         raise UsageError(f"--family: {e}") from e
     for name, path in paths.items():

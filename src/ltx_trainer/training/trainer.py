@@ -27,6 +27,7 @@ from ltx_trainer.io import atomic_write_bytes, atomic_write_text
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
+from ltx_trainer.models.quantization import quantize_transformer_
 from ltx_trainer.sampling.validation import ValidationRunner
 from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
@@ -104,10 +105,7 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
-        for key, value in (
-            ("quantization", cfg.acceleration.quantization),
-            ("load_text_encoder_in_8bit", cfg.acceleration.load_text_encoder_in_8bit),
-        ):
+        for key, value in (("load_text_encoder_in_8bit", cfg.acceleration.load_text_encoder_in_8bit),):
             if value:
                 logger.warning(
                     "acceleration.%s: %r is not applied yet (memory tiers are pending); the base model "
@@ -119,6 +117,13 @@ class Trainer:
         # Base weights in bf16 on GPUs (trainable LoRA weights stay fp32); fp32 on CPU, where bf16 is slow.
         base_dtype = torch.bfloat16 if mixed == "bf16" and self.device.type == "cuda" else torch.float32
         self.model = model or load_model(cfg.model.model_path, cfg.model.text_encoder_path, dtype=base_dtype)
+        if cfg.acceleration.quantization:  # the frozen base, block by block on the training device (LoRA only)
+            count = quantize_transformer_(
+                self.model.transformer, cfg.acceleration.quantization, base_dtype, self.device
+            )
+            logger.info(
+                "acceleration.quantization %s: %d linear layers quantized", cfg.acceleration.quantization, count
+            )
         flexible = cfg.training_strategy.as_flexible()
         self.strategy = FlexibleStrategy(flexible, read_reference_scale(flexible, cfg.data.preprocessed_data_root))
         self.sigma_sampler = make_sigma_sampler(
