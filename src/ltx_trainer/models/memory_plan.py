@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -79,8 +80,10 @@ class Row:
     fits: bool
 
 
+@cache
 def meta_transformer(arch: str | None = None, model: Path | None = None) -> tuple[str, nn.Module]:
-    """The transformer of a released/tiny architecture or of a single file's metadata, on the meta device."""
+    """The transformer of a released/tiny architecture or of a single file's metadata, on the meta device (cached:
+    it holds no data, and callers only read it)."""
     from ltx_trainer.models.architectures import official_transformer
 
     if model is not None:

@@ -125,6 +125,12 @@ def quantize_transformer_(
     return count
 
 
+def needs_plain_lora_layers(transformer: nn.Module) -> bool:
+    """True when peft must wrap the linears with its plain LoRA layer: peft 0.21's torchao layer refuses int4 weights
+    ("only supports int8 weights for now"), while the plain one only calls the base layer, which torchao runs."""
+    return any(type(getattr(m, "weight", None)).__name__ == "Int4Tensor" for m in transformer.modules())
+
+
 def _torchao_config(mode: str):
     from torchao.quantization import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig
 
