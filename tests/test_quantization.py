@@ -105,13 +105,21 @@ def test_trainer_trains_a_quantized_lora_with_the_unquantized_keys(tiny_ltx2, tm
         root,
         tmp_path / "run",
         audio=False,
+        model={"text_encoder_path": str(paths["gemma"])},
         optimization={"steps": 2, "batch_size": 1, "learning_rate": 1e-3},
         acceleration={"mixed_precision_mode": "no", "quantization": "fp8"},
+        validation={
+            "interval": 2,
+            "inference_steps": 2,
+            "video_dims": [64, 64, 9],
+            "samples": [{"prompt": "a square"}],
+        },
     )
     trainer = Trainer(config)
     trainer.setup()
     result = trainer.train()
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())  # validation sampled on the fp8 base
     exported = {k: v.shape for k, v in load_file(result.weights).items()}
     _, lora = _lean_lora_run(paths["single_file"], None, steps=0)
     model = load_model(paths["single_file"])
@@ -184,7 +192,6 @@ def test_lora_trained_on_a_quantized_base_passes_official_lora_check(oracle, tin
         paths["single_file"],
         root,
         tmp_path / "run",
-        audio=False,
         optimization={"steps": 2, "batch_size": 1, "learning_rate": 1e-3},
         acceleration={"mixed_precision_mode": "no", "quantization": "int8-quanto"},
         checkpoints={"precision": "bfloat16"},
