@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from ltx_trainer.config import LoraConfig, parse_config
 from ltx_trainer.config_checks import device_kind
-from ltx_trainer.models.base import ModalityInput, TextFeatures
+from ltx_trainer.models.base import ModalityInput, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.quantization import (
     parameter_bytes,
@@ -45,7 +45,9 @@ def _lean_lora_run(
             torch.randn(1, 1024, d, generator=g).to(dtype) for d in (video_dim, audio_dim)
         )
         features = TextFeatures(video_features, audio_features, mask)
-        context = model.text_context(features)
+        full = model.text_context(features)
+    # the first 32 context tokens: the step costs a third of the 1024-token one, and the test is about the base weights
+    context = TextContext(full.video[:, :32], full.audio[:, :32], full.mask[:, :32])
     positions = model.video_positions(1, 2, 2, 2, 24.0)
     losses = []
     for _ in range(steps):
@@ -64,8 +66,9 @@ def _lean_lora_run(
 @pytest.mark.slow  # 8 runs x 100 steps: ~15 s on an idle 2-core machine
 @pytest.mark.parametrize("version", ["2.0", "2.3"])
 def test_quantized_lora_tracks_the_unquantized_run(tiny_ltx2, version):
-    """Tolerance: per-step |loss - unquantized loss| <= 10 % of the unquantized loss, and the mean over the last 20
-    steps within 3 % (measured: int8 0.1 %, fp8 / fp8-scaled ~0.5 % mean relative difference)."""
+    """Tolerance: per-step |loss - unquantized loss| <= 5 % of the unquantized loss, and the mean over the last 20
+    steps within 2 %. Measured (2.0 / 2.3): max per-step 1.2 / 0.6 % (fp8), 0.9 / 1.1 % (fp8-quanto), 0.2 %
+    (int8-quanto); last-20 means within 0.3 %; the loss itself falls from ~3.6 to ~2.6."""
     path = tiny_ltx2[version]["single_file"]
     reference, reference_lora = _lean_lora_run(path, None)
     reference_shapes = {k: v.shape for k, v in reference_lora.items()}
@@ -74,8 +77,8 @@ def test_quantized_lora_tracks_the_unquantized_run(tiny_ltx2, version):
         losses, lora = _lean_lora_run(path, mode)
         assert {k: v.shape for k, v in lora.items()} == reference_shapes, mode
         relative = (losses - reference).abs() / reference
-        assert relative.max() <= 0.10, (mode, relative.max())
-        assert abs(losses[-20:].mean() - reference[-20:].mean()) <= 0.03 * reference[-20:].mean(), mode
+        assert relative.max() <= 0.05, (mode, relative.max())
+        assert abs(losses[-20:].mean() - reference[-20:].mean()) <= 0.02 * reference[-20:].mean(), mode
         assert not torch.equal(losses, reference), mode  # the base really was quantized
 
 
@@ -97,29 +100,37 @@ def test_quantized_bytes_equal_the_planned_bytes(tiny_ltx2):
         assert parameter_bytes(transformer) < full
 
 
-def test_trainer_trains_a_quantized_lora_with_the_unquantized_keys(tiny_ltx2, tmp_path):
-    paths = tiny_ltx2["2.0"]
-    root = make_dataset(tmp_path / "data", paths["single_file"], paths["gemma"], (SMALL,), clips_per_bucket=1)
+@pytest.fixture(scope="module")
+def quantized_run(tiny_ltx2, tmp_path_factory):
+    """A real training run (2 steps, video and audio) on the tiny LTX-2.3 base quantized with an official name, with a
+    validation sample drawn on the quantized base; the LoRA exported in bf16."""
+    paths = tiny_ltx2["2.3"]
+    tmp = tmp_path_factory.mktemp("quantized-run")
+    root = make_dataset(tmp / "data", paths["single_file"], paths["gemma"], (SMALL,), clips_per_bucket=1)
     config = training_config(
         paths["single_file"],
         root,
-        tmp_path / "run",
-        audio=False,
+        tmp / "run",
         model={"text_encoder_path": str(paths["gemma"])},
         optimization={"steps": 2, "batch_size": 1, "learning_rate": 1e-3},
-        acceleration={"mixed_precision_mode": "no", "quantization": "fp8"},
+        acceleration={"mixed_precision_mode": "no", "quantization": "int8-quanto"},
         validation={
             "interval": 2,
             "inference_steps": 2,
             "video_dims": [64, 64, 9],
             "samples": [{"prompt": "a square"}],
         },
+        checkpoints={"precision": "bfloat16"},
     )
     trainer = Trainer(config)
     trainer.setup()
-    result = trainer.train()
+    return paths, tmp / "run", trainer.train()
+
+
+def test_trainer_trains_a_quantized_lora_with_the_unquantized_keys(quantized_run):
+    paths, run_dir, result = quantized_run
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
-    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())  # validation sampled on the fp8 base
+    assert sorted(p.name for p in (run_dir / "samples").iterdir())  # validation sampled on the quantized base
     exported = {k: v.shape for k, v in load_file(result.weights).items()}
     _, lora = _lean_lora_run(paths["single_file"], None, steps=0)
     model = load_model(paths["single_file"])
@@ -128,6 +139,13 @@ def test_trainer_trains_a_quantized_lora_with_the_unquantized_keys(tiny_ltx2, tm
         module, kind = key.rsplit(".lora_", 1)
         expected[f"diffusion_model.{model.official_module_name(module)}.lora_{kind}"] = value.shape
     assert exported == expected
+
+
+@pytest.mark.oracle
+def test_lora_trained_on_a_quantized_base_passes_official_lora_check(oracle, quantized_run):
+    paths, _, result = quantized_run
+    out = oracle.run("lora_check.py", "--checkpoint", str(paths["single_file"]), "--lora", str(result.weights))
+    assert "RESULT: PASS" in out
 
 
 @pytest.mark.parametrize(
@@ -182,22 +200,3 @@ def test_prequantized_fp8_checkpoint_loads_in_fp8_and_trains(tiny_ltx2, tmp_path
     assert {k: v.shape for k, v in lora.items()} == {k: v.shape for k, v in reference_lora.items()}
     assert torch.isfinite(losses).all() and any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)
     assert abs(losses[0] - reference[0]) <= 0.05 * reference[0]
-
-
-@pytest.mark.oracle
-def test_lora_trained_on_a_quantized_base_passes_official_lora_check(oracle, tiny_ltx2, tmp_path):
-    paths = tiny_ltx2["2.3"]
-    root = make_dataset(tmp_path / "data", paths["single_file"], paths["gemma"], (SMALL,), clips_per_bucket=1)
-    config = training_config(
-        paths["single_file"],
-        root,
-        tmp_path / "run",
-        optimization={"steps": 2, "batch_size": 1, "learning_rate": 1e-3},
-        acceleration={"mixed_precision_mode": "no", "quantization": "int8-quanto"},
-        checkpoints={"precision": "bfloat16"},
-    )
-    trainer = Trainer(config)
-    trainer.setup()
-    result = trainer.train()
-    out = oracle.run("lora_check.py", "--checkpoint", str(paths["single_file"]), "--lora", str(result.weights))
-    assert "RESULT: PASS" in out
