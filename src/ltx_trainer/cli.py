@@ -36,6 +36,7 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "decode": ("decode", "decode"),
     "compute-reference": ("compute_reference", "compute_reference"),
     "sample": ("sample", "sample"),
+    "plan": ("plan", "plan"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"
@@ -237,6 +238,7 @@ def make_tiny(
             "(2 blocks: 2.3 GB), for load benchmarks."
         ),
     ] = 0,
+    fp8: Annotated[bool, typer.Option(help="Also write the pre-quantized fp8 single file (LTX-2 family).")] = False,
 ) -> None:
     """Write a tiny random model of a family in every on-disk format (for trying the tool without real weights)."""
     from ltx_trainer.models.tiny import write_full_width_ltx23, write_tiny
@@ -244,9 +246,10 @@ def make_tiny(
     if full_width_blocks and family != "ltx2-2.3":
         raise UsageError("--full-width-blocks: only with --family ltx2-2.3")
     try:
-        paths = (
-            write_full_width_ltx23(out, full_width_blocks, seed) if full_width_blocks else write_tiny(out, family, seed)
-        )
+        if full_width_blocks:
+            paths = write_full_width_ltx23(out, full_width_blocks, seed)
+        else:
+            paths = write_tiny(out, family, seed, fp8=fp8)
     except ValueError as e:
         raise UsageError(f"--family: {e}") from e
     for name, path in paths.items():

@@ -50,7 +50,28 @@ DEFAULT_NEGATIVE_PROMPT = (
     "hiss, hum, robotic voice, echo, off-sync lips, speech that does not match the scene, unwanted silence."
 )
 
-QuantizationOptions = Literal["int8-quanto", "int4-quanto", "int2-quanto", "fp8-quanto", "fp8uz-quanto"]
+# acceleration.quantization: our modes, and the official ltx-trainer names mapped onto them (models/quantization.py,
+# docs/configuration.md). int2-quanto is accepted by the schema only to be refused with a reason.
+QUANTIZATION_MODES = ("fp8", "fp8-scaled", "int8", "int4", "nf4")
+QUANTIZATION_ALIASES = {
+    "fp8-quanto": "fp8-scaled",
+    "fp8uz-quanto": "fp8-scaled",
+    "int8-quanto": "int8",
+    "int4-quanto": "int4",
+}
+QUANTIZATION_CUDA_ONLY = ("int4", "nf4")
+QuantizationOptions = Literal[
+    "fp8",
+    "fp8-scaled",
+    "int8",
+    "int4",
+    "nf4",
+    "int8-quanto",
+    "int4-quanto",
+    "int2-quanto",
+    "fp8-quanto",
+    "fp8uz-quanto",
+]
 
 
 class ConfigError(UsageError):
@@ -424,6 +445,20 @@ class AccelerationConfig(ConfigSection):
         default="bf16", description="Passed to accelerate's mixed_precision."
     )
     quantization: QuantizationOptions | None = Field(default=None, description="Quantize the frozen base (LoRA).")
+
+    @field_validator("quantization")
+    @classmethod
+    def _check_quantization(cls, value: str | None) -> str | None:
+        if value == "int2-quanto":
+            raise ValueError(
+                "'int2-quanto' has no maintained 2-bit backend (optimum-quanto is unmaintained); use 'nf4' or 'int4' "
+                "(CUDA) or 'int8'"
+            )
+        mode = QUANTIZATION_ALIASES.get(value, value)
+        if mode in QUANTIZATION_CUDA_ONLY and config_checks.device_kind() != "cuda":
+            raise ValueError(f"{value!r} needs a CUDA GPU (training runs on the CPU here); use 'int8' or 'fp8'")
+        return value
+
     load_text_encoder_in_8bit: bool = Field(
         default=False,
         description="Text encoder (Gemma / T5) in 8 bit for validation prompts and caption dropout: bitsandbytes "
@@ -435,7 +470,6 @@ class AccelerationConfig(ConfigSection):
     offload_optimizer_during_validation: bool = Field(
         default=False, description="Move optimizer state to CPU while validation samples are drawn."
     )
-
 
     @model_validator(mode="after")
     def _one_text_encoder_precision(self) -> AccelerationConfig:

@@ -4,6 +4,7 @@ Everything outside ``models/`` speaks these tensors and dataclasses; only the fa
 model classes. Shapes: video latents ``[B, C, F', H', W']``, audio latents ``[B, 8, T, 16]``, tokens ``[B, N, C]``.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -103,6 +104,10 @@ class LTXModel(Protocol):
     transformer: torch.nn.Module
     #: LoRA file layouts the trainer writes: ``"official"`` (ComfyUI / official keys), ``"diffusers"``.
     lora_layouts: tuple[str, ...]
+    #: Loading settings, read when the transformer is first built (``models/loading.py``): where it streams to
+    #: (None: the CPU) and a hook called per loading unit as it arrives (to quantize it before the next is read).
+    load_device: torch.device | None
+    on_block: Callable[[str, torch.nn.Module], None] | None
 
     # ---- components ------------------------------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ from torch import nn
 
 from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models import latents as lat
+from ltx_trainer.models import quantization
 from ltx_trainer.models.base import FamilySpec, ModalityInput, Perturbation, TextContext, TextFeatures
 from ltx_trainer.models.devices import device_of
 from ltx_trainer.models.errors import ModelLoadError
@@ -229,15 +230,23 @@ class LTX2Model:
             module = self._from_diffusers_folder("transformer", LTX2VideoTransformer3DModel, perturbed_attn=True)
         else:
             config = ltx2_transformer.diffusers_config(self._official_section("transformer"))
-            sd = ltx2_transformer.to_diffusers(self._single.refs(ltx2_transformer.FILE_PREFIX))
-            module = build_module(
-                LTX2VideoTransformer3DModel,
-                config,
-                sd,
-                str(self._single.path),
-                "transformer",
-                **self._streaming(LTX2VideoTransformer3DModel),
-            )
+            if not any(k.endswith(quantization.WEIGHT_SCALE) for k in self._single.keys):
+                sd = ltx2_transformer.to_diffusers(self._single.refs(ltx2_transformer.FILE_PREFIX))
+                return build_module(
+                    LTX2VideoTransformer3DModel,
+                    config,
+                    sd,
+                    str(self._single.path),
+                    "transformer",
+                    **self._streaming(LTX2VideoTransformer3DModel),
+                )
+            # a pre-quantized fp8 file keeps its fp8 weights (with their scales), never a full-precision copy
+            raw = self._single.read(ltx2_transformer.FILE_PREFIX, self.dtype, keep=quantization.FP8_DTYPES)
+            sd, scales = quantization.split_fp8_scales(ltx2_transformer.to_diffusers(raw))
+            module = build_module(LTX2VideoTransformer3DModel, config, sd, str(self._single.path), "transformer")
+            quantization.attach_fp8_weights_(module, scales, self.dtype)
+            if self.load_device is not None:
+                module.to(self.load_device)
         return module
 
     @cached_property

@@ -40,8 +40,11 @@ class SingleFile:
         except json.JSONDecodeError as e:
             raise ModelLoadError(f"{self.path}: the metadata 'config' is not valid JSON ({e})") from e
 
-    def read(self, prefixes: str | Iterable[str], dtype: torch.dtype | None = None) -> StateDict:
-        """All tensors whose key starts with one of ``prefixes`` (keys kept whole)."""
+    def read(
+        self, prefixes: str | Iterable[str], dtype: torch.dtype | None = None, keep: tuple[torch.dtype, ...] = ()
+    ) -> StateDict:
+        """All tensors whose key starts with one of ``prefixes`` (keys kept whole), floats cast to ``dtype`` except
+        those stored in a ``keep`` dtype (fp8 weights of a pre-quantized checkpoint) and scalars."""
         prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
         out = {}
         try:
@@ -49,7 +52,8 @@ class SingleFile:
                 for key in self.keys:
                     if key.startswith(prefixes):
                         t = f.get_tensor(key)
-                        out[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+                        cast = dtype is not None and t.is_floating_point() and t.dtype not in keep
+                        out[key] = t.to(dtype) if cast and not (keep and t.ndim == 0) else t
         except (SafetensorError, OSError) as e:
             raise ModelLoadError(f"{self.path}: reading tensors failed ({e}); the file is probably truncated") from e
         return out

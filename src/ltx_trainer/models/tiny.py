@@ -400,6 +400,30 @@ def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0, vi
     return {"single_file": single, "diffusers": out_dir / "diffusers", "gemma": gemma_dir}
 
 
+def write_fp8_variant(single_file: Path) -> Path:
+    """``<name>-fp8.safetensors`` next to an LTX-2 single file, in the released fp8 layout (``models.quantization``):
+    block linears in e4m3 with ``weight_scale`` / ``input_scale``, except the first block (and the last five when
+    there are more than six, as ltx-core's fp8 files do); the rest as stored."""
+    from safetensors import safe_open
+
+    from ltx_trainer.models.quantization import quantize_fp8_file_tensors
+
+    with safe_open(single_file, "pt") as f:
+        metadata = f.metadata()
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+    blocks = "model.diffusion_model.transformer_blocks."
+    count = 1 + max(int(k.removeprefix(blocks).split(".")[0]) for k in sd if k.startswith(blocks))
+    kept = {0} | (set(range(count - 5, count)) if count > 6 else set())
+    keys = [
+        k
+        for k, v in sd.items()
+        if k.startswith(blocks) and k.endswith(".weight") and v.ndim == 2
+        if int(k.removeprefix(blocks).split(".")[0]) not in kept
+    ]
+    target = Path(single_file).with_name(Path(single_file).stem + "-fp8.safetensors")
+    return atomic_save_safetensors(quantize_fp8_file_tensors(sd, keys), target, metadata)
+
+
 # A 0.9.5+-shaped LTXV at the smallest widths the architecture accepts: 128 latent channels, 8x temporal and 32x
 # spatial compression (patch 4 x four 2x space-to-depth stages), timestep-conditioned decoder.
 TINY_TRANSFORMER = {
@@ -531,10 +555,14 @@ def write_tiny_ltxv(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     return {"single_file": single, "diffusers": out_dir / "diffusers", "t5": t5_dir}
 
 
-def write_tiny(out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0) -> dict[str, Path]:
-    """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3`` or ``ltxv``) in every on-disk format."""
+def write_tiny(out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0, fp8: bool = False) -> dict[str, Path]:
+    """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3`` or ``ltxv``) in every on-disk format; ``fp8`` adds
+    the pre-quantized fp8 single file (LTX-2 family)."""
     if family in ("ltx2-2.0", "ltx2-2.3"):
-        return write_tiny_ltx2(out_dir, version=family.removeprefix("ltx2-"), seed=seed)
+        paths = write_tiny_ltx2(out_dir, version=family.removeprefix("ltx2-"), seed=seed)
+        return {**paths, "fp8": write_fp8_variant(paths["single_file"])} if fp8 else paths
+    if fp8:
+        raise ValueError(f"fp8 variants are written for ltx2-2.0 and ltx2-2.3, not {family!r}")
     if family == "ltxv":
         return write_tiny_ltxv(Path(out_dir), seed=seed)
     raise ValueError(f"family {family!r} is not one of ltx2-2.0, ltx2-2.3, ltxv")

@@ -11,6 +11,7 @@ from torch import nn
 
 from ltx_trainer.config import LoraConfig
 from ltx_trainer.errors import UsageError
+from ltx_trainer.models.quantization import needs_plain_lora_layers
 
 ADAPTER = "default"
 
@@ -25,6 +26,10 @@ def add_lora(transformer: nn.Module, lora: LoraConfig) -> list[nn.Parameter]:
         target_modules=list(lora.target_modules),
         init_lora_weights=True,
     )
+    if needs_plain_lora_layers(transformer):
+        from peft.tuners.lora.layer import Linear as PlainLoraLinear
+
+        config._register_custom_module({nn.Linear: PlainLoraLinear})
     unmatched = UsageError(
         f"lora.target_modules {lora.target_modules} matched no layer of the transformer; use module-name suffixes "
         "such as to_q, to_k, to_v, to_out.0, ff.net.0.proj"

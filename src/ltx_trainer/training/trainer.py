@@ -27,6 +27,7 @@ from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.devices import weights_dtype
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
+from ltx_trainer.models.quantization import quantize_module_, quantize_transformer_
 from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
 from ltx_trainer.training.signals import StopRequest
@@ -103,14 +104,6 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
-        for key, value in (("quantization", cfg.acceleration.quantization),):
-            if value:
-                logger.warning(
-                    "acceleration.%s: %r is not applied yet (memory tiers are pending); the base model "
-                    "trains unquantized and needs its full bf16 memory",
-                    key,
-                    value,
-                )
         self.device = self.accelerator.device
         # Base weights in bf16 with bf16 mixed precision wherever the device computes bf16 natively (trainable LoRA
         # weights stay fp32); fp32 otherwise, and with mixed_precision_mode "no" (the tests' exact path).
@@ -118,6 +111,8 @@ class Trainer:
         self.model = model or load_model(
             cfg.model.model_path, cfg.model.text_encoder_path, base_dtype, cfg.acceleration.text_encoder_bits
         )
+        if cfg.acceleration.quantization:
+            self._quantize_base(cfg.acceleration.quantization, base_dtype)
         flexible = cfg.training_strategy.as_flexible()
         self.strategy = FlexibleStrategy(flexible, read_reference_scale(flexible, cfg.data.preprocessed_data_root))
         self.sigma_sampler = make_sigma_sampler(
@@ -184,6 +179,16 @@ class Trainer:
             num_workers=workers,
             pin_memory=workers > 0 and torch.cuda.is_available(),
         )
+
+    def _quantize_base(self, mode: str, dtype: torch.dtype) -> None:
+        """``acceleration.quantization``: the frozen base quantized unit by unit as it streams in, on the training
+        device (the host never holds it in full precision); then whatever was built without streaming (a model
+        passed in, a folder read whole) in one pass, which skips layers already quantized."""
+        streamed: list[str] = []
+        self.model.load_device = self.device
+        self.model.on_block = lambda name, unit: streamed.extend(quantize_module_(unit, mode, dtype, f"{name}."))
+        rest = quantize_transformer_(self.model.transformer, mode, dtype, self.device)
+        logger.info("acceleration.quantization %s: %d linear layers quantized", mode, len(streamed) + rest)
 
     def _setup_trainable(self) -> None:
         cfg = self.config
