@@ -91,16 +91,25 @@ def test_offloaded_blocks_are_resident_in_forward_recompute_and_backward_and_res
         torch.testing.assert_close(stack(x), reference(x), rtol=0, atol=0)
 
 
-def test_training_with_blocks_offloaded_is_bit_identical(data, tmp_path):
+def test_training_with_blocks_offloaded_is_bit_identical_and_validation_samples(data, tmp_path):
     paths, root = data
     runs = {}
     for swap in (0, "50%"):
+        validation = {
+            "interval": 1,
+            "skip_initial_validation": True,
+            "inference_steps": 2,
+            "video_dims": [64, 64, 9],
+            "samples": [{"prompt": "a square moves", "seed": 3}],
+        }
         config = training_config(
             paths["single_file"],
             root,
             tmp_path / str(swap).rstrip("%"),
-            optimization={"steps": 2, "enable_gradient_checkpointing": True},
+            model={"text_encoder_path": str(paths["gemma"])},
+            optimization={"steps": 1, "enable_gradient_checkpointing": True},
             acceleration={"mixed_precision_mode": "no", "blocks_to_swap": swap},
+            validation=validation if swap else {"interval": None},
         )
         trainer = Trainer(config)
         trainer.setup()
@@ -116,11 +125,16 @@ def test_training_with_blocks_offloaded_is_bit_identical(data, tmp_path):
     assert torch.equal(loss0, loss1) and losses0 == losses1
     assert grads0.keys() == grads1.keys() and all(torch.equal(grads0[k], grads1[k]) for k in grads0)
     assert lora0.keys() == lora1.keys() and all(torch.equal(lora0[k], lora1[k]) for k in lora0)
-    assert offloader.onloads == offloader.offloads == 3  # one forward+backward, then two training steps
+    # in: the forward+backward, the training step, validation's first pass (it stays for the others: the block before
+    # it keeps its successor); out: at each backward's end
+    assert offloader.onloads == 3 and offloader.offloads == 2
+    assert [p.name for p in (tmp_path / "50" / "samples").iterdir()] == ["step_000001_1.mp4"]
     block = offloader.blocks[1]
     host = {h.data_ptr() for _, h in offloader.host[1]}
     frozen = [p for p in block.parameters() if not p.requires_grad]
-    assert frozen and all(p.data_ptr() in host for p in frozen)  # between steps the frozen weights are host copies
+    assert frozen and all(p.data_ptr() not in host for p in frozen)  # resident: validation's last pass just ran it
+    trainer._loss(batch)[0].mean().backward()  # the next step's backward sends it back to host memory
+    assert all(p.data_ptr() in host for p in frozen)
 
 
 @pytest.mark.parametrize(
