@@ -1,6 +1,8 @@
 """Block offload (``acceleration.blocks_to_swap``): the frozen weights of N blocks live in host memory and are brought
 to the training device ahead of use. Here both devices are the CPU, so the moves are real copies the tests can see."""
 
+from typing import ClassVar
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -25,7 +27,7 @@ class _Probe(torch.autograd.Function):
     """``x * w`` that records the storage of ``w`` when it is used in forward and in backward (saved by reference,
     like an RMSNorm weight)."""
 
-    used: list[int] = []
+    used: ClassVar[list[int]] = []
 
     @staticmethod
     def forward(ctx, x, w):

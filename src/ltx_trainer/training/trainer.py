@@ -28,7 +28,7 @@ from ltx_trainer.io import atomic_write_bytes, atomic_write_text
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
-from ltx_trainer.models.offload import BlockOffloader, enable_block_offload
+from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
 from ltx_trainer.sampling.validation import ValidationRunner
 from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
 from ltx_trainer.training.context_cache import ContextCache, features_of
@@ -158,10 +158,11 @@ class Trainer:
 
     def _block_offload(self) -> BlockOffloader | None:
         """``acceleration.blocks_to_swap`` blocks kept in host memory (their frozen weights; LoRA stays on device)."""
+        blocks = self.model.transformer_blocks()
         value = self.config.acceleration.blocks_to_swap
-        if value and self.accelerator.num_processes > 1:
+        if resolve_blocks_to_swap(value, len(blocks)) and self.accelerator.num_processes > 1:
             raise UsageError("acceleration.blocks_to_swap: not supported with several processes yet; set it to 0")
-        return enable_block_offload(self.model.transformer, self.model.transformer_blocks(), value, self.device)
+        return enable_block_offload(self.model.transformer, blocks, value, self.device)
 
     def _empty_prompt_features(self) -> TextFeatures:
         """Caption dropout trains on the empty prompt's features: encode it once, then free the text encoder."""
