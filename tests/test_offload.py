@@ -102,6 +102,9 @@ def test_training_with_blocks_offloaded_is_bit_identical_and_validation_samples(
             "skip_initial_validation": True,
             "inference_steps": 2,
             "video_dims": [64, 64, 9],
+            **{f"{m}_{k}": 1.0 for m in ("video", "audio") for k in ("cfg_scale", "modality_guidance_scale")},
+            "video_stg_scale": 0.0,
+            "audio_stg_scale": 0.0,
             "samples": [{"prompt": "a square moves", "seed": 3}],
         }
         config = training_config(
