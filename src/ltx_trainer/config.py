@@ -470,6 +470,28 @@ class AccelerationConfig(ConfigSection):
     offload_optimizer_during_validation: bool = Field(
         default=False, description="Move optimizer state to CPU while validation samples are drawn."
     )
+    blocks_to_swap: int | str = Field(
+        default=0,
+        description="Transformer blocks kept in host RAM and brought to the GPU just ahead of use (0 = off; a count "
+        'or a percentage such as "50%").',
+    )
+
+    @field_validator("blocks_to_swap")
+    @classmethod
+    def _check_blocks_to_swap(cls, value: int | str) -> int | str:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+            raise ValueError(
+                f"{value!r} is not a block count; use 0 (off), a positive count or a percentage like '50%'"
+            )
+        if isinstance(value, str):
+            number = value.strip().removesuffix("%")
+            try:
+                percent = float(number)
+            except ValueError:
+                percent = -1.0
+            if not value.strip().endswith("%") or not 0 <= percent <= 100:
+                raise ValueError(f"{value!r} is neither a block count nor a percentage between '0%' and '100%'")
+        return value
 
     @model_validator(mode="after")
     def _one_text_encoder_precision(self) -> AccelerationConfig:
@@ -881,6 +903,12 @@ class LtxTrainerConfig(ConfigSection):
                 )
         if mode == "full" and self.acceleration.quantization is not None:
             issues.append("acceleration.quantization: only works with model.training_mode 'lora'; set it to null")
+        issues += config_checks.blocks_to_swap_issues(
+            self.acceleration.blocks_to_swap,
+            mode,
+            self.optimization.enable_gradient_checkpointing,
+            self.model.model_path,
+        )
         if issues:
             raise ValueError("\n".join(issues))
         return self

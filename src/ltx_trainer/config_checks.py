@@ -7,6 +7,7 @@ it and imports nothing of the package.
 
 from __future__ import annotations
 
+import json
 import math
 import netrc
 import os
@@ -124,3 +125,47 @@ def format_duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def transformer_block_count(model_path: str | Path) -> int | None:
+    """The transformer's block count from a checkpoint's header (``num_layers`` in an official single file's
+    ``config`` metadata, or a diffusers folder's ``transformer/config.json``); None when the file does not say."""
+    path = Path(model_path)
+    try:
+        if path.is_dir():
+            config = json.loads((path / "transformer" / "config.json").read_text(encoding="utf-8"))
+        elif path.is_file():
+            with path.open("rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                if not 0 < size < 100_000_000:
+                    return None
+                header = json.loads(handle.read(size))
+            config = json.loads(header.get("__metadata__", {}).get("config", "{}")).get("transformer", {})
+        else:
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    layers = config.get("num_layers") if isinstance(config, dict) else None
+    return layers if isinstance(layers, int) else None
+
+
+def blocks_to_swap_issues(
+    value: int | str, training_mode: str, checkpointing: bool, model_path: str | Path
+) -> list[str]:
+    """Problems with ``acceleration.blocks_to_swap`` (one line each); the block count is read from the checkpoint's
+    header when it says (the trainer checks again against the loaded model)."""
+    if value == 0 or (isinstance(value, str) and float(value.strip().removesuffix("%")) == 0):
+        return []
+    key = "acceleration.blocks_to_swap"
+    issues = []
+    if training_mode != "lora":
+        issues.append(f"{key}: only works with model.training_mode 'lora' (trainable blocks stay on the GPU); set 0")
+    if not checkpointing:
+        issues.append(
+            f"{key}: needs optimization.enable_gradient_checkpointing: true (without it autograd keeps every block's "
+            "weights on the GPU until backward)"
+        )
+    blocks = transformer_block_count(model_path) if isinstance(value, int) else None
+    if blocks is not None and value > blocks:
+        issues.append(f"{key}: {value} but the model has {blocks} transformer blocks; use 0..{blocks} or a percentage")
+    return issues

@@ -131,6 +131,13 @@ class LTXModel(Protocol):
     def connectors_to(self, device: torch.device) -> None:
         """Move the connectors next to the transformer (they run every training step)."""
 
+    def text_context_is_frozen(self) -> bool:
+        """Whether ``text_context`` depends only on its input features (connectors frozen, or none), so callers may
+        compute it once per sample and keep the connectors off the training device."""
+
+    def transformer_blocks(self) -> list[torch.nn.Module]:
+        """The transformer's repeated blocks in execution order (block offload moves them between devices)."""
+
     def unload_text_encoder(self) -> None:
         """Free the text encoder once prompts are cached."""
 
@@ -169,7 +176,8 @@ class LTXModel(Protocol):
         """Prompts -> pre-connector features (what is cached)."""
 
     def text_context(self, features: TextFeatures) -> TextContext:
-        """Cached features -> transformer context (the connectors; run every step, frozen)."""
+        """Cached features -> transformer context (the connectors, run where they are; the result is on the
+        features' device)."""
 
     # ---- token layout ----------------------------------------------------------------------------------------------
     def patchify_video(self, latents: torch.Tensor) -> torch.Tensor:

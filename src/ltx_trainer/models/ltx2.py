@@ -326,13 +326,20 @@ class LTX2Model:
         return [self.connectors]
 
     def connectors_to(self, device: torch.device) -> None:
-        """The frozen connectors run every training step, next to the transformer."""
+        """Move the connectors (training keeps them on the CPU once the context of every sample is cached)."""
         self.connectors.to(device)
 
     def feature_extractor_state(self) -> dict[str, torch.Tensor]:
         """The feature extractor's projections (cached text features depend on them; the connectors proper don't)."""
         prefixes = ("text_proj_in.", "video_text_proj_in.", "audio_text_proj_in.")
         return {k: v for k, v in self.connectors.state_dict().items() if k.startswith(prefixes)}
+
+    def text_context_is_frozen(self) -> bool:
+        """The connectors are frozen unless someone made them trainable: then the context must run every step."""
+        return not any(p.requires_grad for p in self.connectors.parameters())
+
+    def transformer_blocks(self) -> list[nn.Module]:
+        return list(getattr(self.transformer, "module", self.transformer).transformer_blocks)
 
     def text_feature_dims(self) -> tuple[int, int]:
         """Widths of the cached (pre-connector) video and audio text features."""
@@ -438,8 +445,18 @@ class LTX2Model:
         return TextFeatures(video=video, audio=audio, mask=mask)
 
     def text_context(self, features: TextFeatures) -> TextContext:
-        video, audio, mask = ltx2_text.text_context(self.connectors, features.video, features.audio, features.mask)
-        return TextContext(video=video, audio=audio, mask=mask)
+        """The connectors run where they are (on the CPU once the training context is cached); the result comes back
+        to the features' device."""
+        home, here = features.video.device, device_of(self.connectors)
+        video, audio, mask = ltx2_text.text_context(
+            self.connectors,
+            features.video.to(here),
+            features.audio.to(here) if features.audio is not None else None,
+            features.mask.to(here),
+        )
+        return TextContext(
+            video=video.to(home), audio=audio.to(home) if audio is not None else None, mask=mask.to(home)
+        )
 
     patchify_video = staticmethod(lat.patchify_video)
     unpatchify_video = staticmethod(lat.unpatchify_video)

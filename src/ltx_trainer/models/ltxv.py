@@ -250,6 +250,13 @@ class LTXVModel:
         """LTXV caches raw T5 states: no feature extractor."""
         return None
 
+    def text_context_is_frozen(self) -> bool:
+        """The context is the features themselves (no connectors)."""
+        return True
+
+    def transformer_blocks(self) -> list[nn.Module]:
+        return list(getattr(self.transformer, "module", self.transformer).transformer_blocks)
+
     def text_feature_dims(self) -> tuple[int, int]:
         """Widths of the cached (video, audio) text features: the T5 width for both (audio is unused)."""
         width = self.transformer.config.caption_channels

@@ -123,6 +123,9 @@ class ValidationRunner:
             labels=[f"validation.samples[{i}].conditions" for i in range(len(cfg.samples))],
             needed_by="validation.samples",
         )
+        if self.model.text_context_is_frozen():  # the connectors once per prompt, where they are (training: CPU)
+            with torch.no_grad():
+                self.runner.features = {p: self.model.text_context(f) for p, f in self.runner.features.items()}
         logger.info(
             "validation: %d samples prepared (prompts cached, text encoder unloaded) in %.1f s",
             len(prepared),

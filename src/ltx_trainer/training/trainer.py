@@ -2,7 +2,8 @@
 
 ``Trainer.__init__`` only stores the config; ``setup`` builds everything in this order:
 accelerator -> model (transformer + connectors; the text encoder only if caption dropout needs the empty prompt)
--> strategy -> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> resume state.
+-> strategy -> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> text contexts (once
+per sample, connectors then off the device) -> block offload -> device placement -> resume state.
 """
 
 import time
@@ -27,8 +28,10 @@ from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.devices import weights_dtype
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
+from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
 from ltx_trainer.models.quantization import quantize_module_, quantize_transformer_
 from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
+from ltx_trainer.training.context_cache import ContextCache, features_of
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
 from ltx_trainer.training.signals import StopRequest
 from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
@@ -129,9 +132,16 @@ class Trainer:
             cfg.optimization.warmup_steps,
             cfg.optimization.scheduler_params,
         )
-        transformer, self.optimizer = self.accelerator.prepare(self.model.transformer, self.optimizer)
+        # Frozen connectors: every sample's context once, before the transformer takes the device; then they stay off it
+        frozen = self.model.text_context_is_frozen()
+        self.contexts = ContextCache.build(self.model, self.dataset, self.empty_prompt, self.device) if frozen else None
+        self.offloader = self._block_offload()
+        transformer, self.optimizer = self.accelerator.prepare(
+            self.model.transformer, self.optimizer, device_placement=[self.offloader is None, True]
+        )
         self.model.transformer = transformer
-        self.model.connectors_to(self.device)
+        if self.contexts is None:
+            self.model.connectors_to(self.device)
         # Noise and condition draws come from one generator per process, saved with the state for exact resume.
         self.generator = torch.Generator().manual_seed(cfg.seed + self.accelerator.process_index)
         self.step, self.batches_consumed = 0, 0
@@ -142,6 +152,14 @@ class Trainer:
         from ltx_trainer.sampling.validation import ValidationRunner  # imported when needed: a faster start
 
         self.validation = ValidationRunner.for_training(cfg, self.model, self.output_dir, self.device)
+
+    def _block_offload(self) -> BlockOffloader | None:
+        """``acceleration.blocks_to_swap`` blocks kept in host memory (their frozen weights; LoRA stays on device)."""
+        blocks = self.model.transformer_blocks()
+        value = self.config.acceleration.blocks_to_swap
+        if resolve_blocks_to_swap(value, len(blocks)) and self.accelerator.num_processes > 1:
+            raise UsageError("acceleration.blocks_to_swap: not supported with several processes yet; set it to 0")
+        return enable_block_offload(self.model.transformer, blocks, value, self.device)
 
     def _empty_prompt_features(self) -> TextFeatures:
         """Caption dropout trains on the empty prompt's features: encode it once, then free the text encoder."""
@@ -182,12 +200,14 @@ class Trainer:
 
     def _quantize_base(self, mode: str, dtype: torch.dtype) -> None:
         """``acceleration.quantization``: the frozen base quantized unit by unit as it streams in, on the training
-        device (the host never holds it in full precision); then whatever was built without streaming (a model
+        device (the host never holds it in full precision; in host memory with block offload); then whatever was built without streaming (a model
         passed in, a folder read whole) in one pass, which skips layers already quantized."""
         streamed: list[str] = []
-        self.model.load_device = self.device
+        swapping = str(self.config.acceleration.blocks_to_swap).rstrip("%") not in ("0", "0.0")
+        device = None if swapping else self.device  # offloaded blocks must start in host memory
+        self.model.load_device = device
         self.model.on_block = lambda name, unit: streamed.extend(quantize_module_(unit, mode, dtype, f"{name}."))
-        rest = quantize_transformer_(self.model.transformer, mode, dtype, self.device)
+        rest = quantize_transformer_(self.model.transformer, mode, dtype, device)
         logger.info("acceleration.quantization %s: %d linear layers quantized", mode, len(streamed) + rest)
 
     def _setup_trainable(self) -> None:
@@ -346,7 +366,7 @@ class Trainer:
         return False
 
     def _loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
-        context = self._context(batch["conditions"])
+        context = self._context(batch["conditions"], batch["id"])
         prepared = self.strategy.prepare(batch, self.model, self.sigma_sampler, self.generator)
         for item in prepared.values():
             for name in ("latent", "timesteps", "sigma", "positions"):
@@ -363,24 +383,22 @@ class Trainer:
         return loss, parts, prepared
 
     @torch.no_grad()
-    def _context(self, conditions: dict) -> TextContext:
-        """Cached pre-connector features -> context through the frozen connectors (every step, as officially)."""
+    def _context(self, conditions: dict, ids: list[str] | None = None) -> TextContext:
+        """The batch's transformer context: cached per sample when the connectors are frozen (``ids`` given), else the
+        cached pre-connector features through the connectors. Caption dropout swaps in the empty prompt."""
         video, audio = conditions["video_prompt_embeds"], conditions.get("audio_prompt_embeds")
         mask = conditions["prompt_attention_mask"]
+        drop = None
         if self.empty_prompt is not None:
             drop = torch.rand(video.shape[0], generator=self.generator) < self.config.optimization.caption_dropout
-            if drop.any():
-                video = torch.where(drop[:, None, None], self.empty_prompt.video.to(video.dtype), video)
-                if audio is not None:
-                    audio = torch.where(drop[:, None, None], self.empty_prompt.audio.to(audio.dtype), audio)
-                mask = torch.where(drop[:, None], self.empty_prompt.mask.to(mask.dtype), mask)
-        dtype = self.model.dtype  # caches are often bf16 (the official ones are); run in the model's dtype
-        features = TextFeatures(
-            video.to(self.device, dtype),
-            audio.to(self.device, dtype) if audio is not None else None,
-            mask.to(self.device),
-        )
-        return self.model.text_context(features)
+        if self.contexts is not None and ids is not None:
+            return self.contexts.batch(ids, drop, self.device)
+        if drop is not None and drop.any():
+            video = torch.where(drop[:, None, None], self.empty_prompt.video.to(video.dtype), video)
+            if audio is not None:
+                audio = torch.where(drop[:, None, None], self.empty_prompt.audio.to(audio.dtype), audio)
+            mask = torch.where(drop[:, None], self.empty_prompt.mask.to(mask.dtype), mask)
+        return self.model.text_context(features_of(video, audio, mask, self.device, self.model.dtype))
 
     # ---- checkpoints and resume -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
