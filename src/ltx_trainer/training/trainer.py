@@ -28,7 +28,8 @@ from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.sampling.validation import ValidationRunner
-from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
+from ltx_trainer.training import adapters, checkpoints, distributed, guards, resume, run_dir
+from ltx_trainer.training.draws import Draws
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
 from ltx_trainer.training.signals import StopRequest
 from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
@@ -101,7 +102,9 @@ class Trainer:
         """Build everything. ``model`` replaces loading ``model.model_path`` (bench's random full-size models)."""
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
-        self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
+        self.accelerator = Accelerator(
+            mixed_precision=mixed, step_scheduler_with_optimizer=False, **distributed.accelerator_options()
+        )
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
         for key, value in (
@@ -138,7 +141,7 @@ class Trainer:
         transformer, self.optimizer = self.accelerator.prepare(self.model.transformer, self.optimizer)
         self.model.transformer = transformer
         self.model.connectors_to(self.device)
-        # Noise and condition draws come from one generator per process, saved with the state for exact resume.
+        # Training draws are keyed per sample (training/draws.py); this stream serves callers without keys (bench).
         self.generator = torch.Generator().manual_seed(cfg.seed + self.accelerator.process_index)
         self.step, self.batches_consumed = 0, 0
         self.wandb_run_id = None
@@ -173,6 +176,8 @@ class Trainer:
             [self.dataset.shape_key(i) for i in range(len(self.dataset))],
             cfg.optimization.batch_size,
             seed=cfg.seed,
+            num_replicas=self.accelerator.num_processes,
+            rank=self.accelerator.process_index,
         )
         workers = cfg.data.num_dataloader_workers
         self.dataloader = DataLoader(
@@ -289,36 +294,54 @@ class Trainer:
         Losses stay on the device until the end of the step: one host sync per step, not per micro-batch.
         """
         timer = PhaseTimer(self.device, enabled=self.profile)
-        losses, parts_sum, sigmas, ids = [], {}, [], []
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        sampler = self.batch_sampler
+        losses, weights, parts_sum, sigmas, ids = [], [], {}, [], []
         for micro in range(accumulation):
             with timer("data_s"):
                 batch = next(batches)
+            # the global batch every rank shares: this rank's sample weights and the keys of its draws
+            global_batch = sampler.global_batch(self.batches_consumed)
+            shard, weight = sampler.shard(global_batch)
             ids.append(list(batch["id"]))
             self.batches_consumed += 1
+            keys = distributed.positions(micro, sampler.global_batch_size, rank, sampler.batch_size, len(shard))
+            draws = Draws.keyed(self.config.seed, self.step, micro, keys)
+            weight = torch.tensor(weight, device=self.device)
             last = micro == accumulation - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.model.transformer)
             with sync, self.accelerator.autocast():
                 with timer("forward_s"):
-                    loss, parts, prepared = self._loss(batch)
+                    loss, parts, prepared = self._loss(batch, draws)
                 with timer("backward_s"):
-                    self.accelerator.backward(loss.mean() / accumulation)
+                    share = distributed.world_loss(loss, weight, len(global_batch), world)
+                    self.accelerator.backward(share / accumulation)
             losses.append(loss.detach())
+            weights.append(weight)
             for name, part in parts.items():
                 parts_sum.setdefault(name, []).append(part.detach())
             generated = [p for p in prepared.values() if p.target is not None]
             if generated:
-                sigmas.append((generated[0].input.sigma.detach(), loss.detach()))
+                sigmas.append(generated[0].input.sigma.detach())
+        # every rank's samples: the all-reduced mean is logged, a bad sample anywhere stops every rank alike
+        gathered = distributed.gather_step(self.accelerator, losses, weights, parts_sum, sigmas)
+        real = gathered["weight"] > 0
         with timer("optimizer_s"):
-            finite = self._finite_update(losses, ids)
+            finite = self._finite_update([gathered["loss"][real]], [self._real_ids(ids, real)])
             if finite:
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
-        metrics = {"loss": torch.cat(losses).mean().item()}
-        metrics.update({f"loss_{k}": torch.cat(v).mean().item() for k, v in parts_sum.items()})
-        metrics.update(sigma_bucket_losses(sigmas))
+        metrics = {k: v[real].mean().item() for k, v in gathered.items() if k.startswith("loss")}
+        if "sigma" in gathered:
+            metrics.update(sigma_bucket_losses([(gathered["sigma"][real], gathered["loss"][real])]))
         metrics.update(timer.totals)
         return metrics
+
+    def _real_ids(self, ids: list[list[str]], real: torch.Tensor) -> list[str]:
+        """The ids of every rank's real (not padding) samples of this step, in the order of the gathered losses."""
+        flat = distributed.gather_ids(self.accelerator, [i for batch_ids in ids for i in batch_ids])
+        return [i for i, keep in zip(flat, real.tolist(), strict=True) if keep]
 
     def _finite_update(self, losses: list[torch.Tensor], ids: list[list[str]]) -> bool:
         """Clip gradients; False (skip) or :class:`guards.NonFiniteError` (stop) on a non-finite loss or gradient."""
@@ -336,9 +359,10 @@ class Trainer:
         logger.warning("skipped the update: %s", message)
         return False
 
-    def _loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
-        context = self._context(batch["conditions"])
-        prepared = self.strategy.prepare(batch, self.model, self.sigma_sampler, self.generator)
+    def _loss(self, batch: dict, draws: Draws | None = None) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
+        draws = draws or Draws.from_generator(self.generator)
+        context = self._context(batch["conditions"], draws)
+        prepared = self.strategy.prepare(batch, self.model, self.sigma_sampler, draws)
         for item in prepared.values():
             for name in ("latent", "timesteps", "sigma", "positions"):
                 setattr(item.input, name, getattr(item.input, name).to(self.device))
@@ -354,12 +378,12 @@ class Trainer:
         return loss, parts, prepared
 
     @torch.no_grad()
-    def _context(self, conditions: dict) -> TextContext:
+    def _context(self, conditions: dict, draws: Draws) -> TextContext:
         """Cached pre-connector features -> context through the frozen connectors (every step, as officially)."""
         video, audio = conditions["video_prompt_embeds"], conditions.get("audio_prompt_embeds")
         mask = conditions["prompt_attention_mask"]
         if self.empty_prompt is not None:
-            drop = torch.rand(video.shape[0], generator=self.generator) < self.config.optimization.caption_dropout
+            drop = draws.rand(video.shape[0]) < self.config.optimization.caption_dropout
             if drop.any():
                 video = torch.where(drop[:, None, None], self.empty_prompt.video.to(video.dtype), video)
                 if audio is not None:
@@ -440,6 +464,7 @@ class Trainer:
             "rng": checkpoints.rng_state(),
             "wandb_run_id": self.tracker.run_id if self.tracker is not None else None,
             "config_fingerprint": self._config_fingerprint(),
+            "world": distributed.world_record(self.accelerator.num_processes, self.config.optimization.batch_size),
             "settings": resume.settings_record(self.config.model_dump(mode="json")),
         }
 
@@ -463,8 +488,13 @@ class Trainer:
             return
         state = checkpoints.load_state(path)
         applied = []
+        rebatched = distributed.check_world(
+            path, state.get("world"), self.accelerator.num_processes, self.config.optimization.batch_size
+        )
         if "settings" in state:
             changes = resume.changed_settings(state["settings"], self.config.model_dump(mode="json"))
+            if rebatched:  # same global batch over another number of processes
+                changes = [c for c in changes if c[0] != "optimization.batch_size"]
             applied = resume.check_resume(path, changes)
         saved, current = state["config_fingerprint"], self._config_fingerprint()
         clashes = [
