@@ -152,3 +152,28 @@ def check_world(path: Path, saved: dict | None, num_processes: int, batch_size: 
 def positions(micro: int, global_batch: int, rank: int, batch_size: int, count: int) -> Sequence[int]:
     """Global positions, within the optimizer step, of this rank's ``count`` samples of micro-batch ``micro``."""
     return [micro * global_batch + rank * batch_size + j for j in range(count)]
+
+
+def sharded(accelerator) -> bool:
+    """Whether the model's weights are split between the ranks (FSDP, DeepSpeed ZeRO-3)."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return accelerator.state.deepspeed_plugin.zero_stage == 3
+    return False
+
+
+def gathered_weights(accelerator, model: torch.nn.Module, adapter: str | None) -> dict[str, torch.Tensor] | None:
+    """A sharded model's full weights, gathered by Accelerate (every rank must call this; FSDP2: full state dict
+    streamed tensor by tensor into host memory, ``cpu_offload``); None when nothing is sharded (read the module).
+
+    With ``adapter`` (a LoRA run) only the adapter's tensors, in peft naming (``<module>.lora_A.weight``).
+    """
+    if not sharded(accelerator):
+        return None
+    state = accelerator.get_state_dict(model)
+    if adapter is not None:
+        state = {k.replace(f".{adapter}.", "."): v.float() for k, v in state.items() if "lora_" in k}
+    return state

@@ -405,10 +405,13 @@ class Trainer:
             # every process draws its own noise: each keeps its generator and RNG state
             rank_state = {"generator": self.generator.get_state(), "rng": checkpoints.rng_state()}
             checkpoints.atomic_torch_save(rank_state, self._rank_state_path(self.step))
+        lora = adapters.ADAPTER if self.config.model.training_mode == "lora" else None
+        gathered = distributed.gathered_weights(self.accelerator, self.model.transformer, lora)  # FSDP2 / ZeRO-3
         if not self.accelerator.is_main_process:
             return checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
         transformer = self.accelerator.unwrap_model(self.model.transformer)
-        self._refuse_nonfinite_weights(transformer)
+        if gathered is None:  # (a sharded model's weights are checked on the gathered copy by save_full_checkpoint)
+            self._refuse_nonfinite_weights(transformer)
         precision = torch.bfloat16 if self.config.checkpoints.precision == "bfloat16" else torch.float32
         kind = self._weights_kind()
         path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
@@ -416,7 +419,7 @@ class Trainer:
             lora = self.config.lora
             save_lora(
                 self.model,
-                adapters.lora_state_dict(transformer),
+                adapters.lora_state_dict(transformer) if gathered is None else gathered,
                 lora.rank,
                 lora.alpha,
                 lora.target_modules,
@@ -425,7 +428,7 @@ class Trainer:
                 self.strategy.metadata(),  # IC-LoRA reference scale factors, read by samplers
             )
         else:
-            self.model.save_full_checkpoint(path, precision, transformer.state_dict())
+            self.model.save_full_checkpoint(path, precision, transformer.state_dict() if gathered is None else gathered)
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
                 self._training_state(transformer), checkpoints.state_path(self.checkpoint_dir, self.step)
