@@ -230,3 +230,66 @@ def test_shipped_accelerate_configs_parse_with_accelerates_own_dataclasses():
             zero3_save_16bit_model=ds.get("zero3_save_16bit_model", False),
         )
         assert plugin.deepspeed_config["zero_optimization"]["stage"] == ds["zero_stage"]
+
+
+@pytest.mark.slow
+def test_preprocess_in_two_processes_equals_one_process_and_a_crashed_shard_resumes_alone(tiny_ltx2, tmp_path):
+    from cli_outcome import invoke
+    from ltx_trainer.commands.preprocess import preprocess
+    from ltx_trainer.data.cache import read_sample_file
+    from media_fixtures import make_clip
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    for i in range(8):
+        make_clip(data / f"clip{i}.mp4", 9, 64, 64, fps=24, cuts=[4], seed=i)
+        (data / f"clip{i}.txt").write_text(f"clip number {i}")
+    paths = tiny_ltx2["2.0"]
+    args = ["--model", paths["single_file"], "--text-encoder", paths["gemma"], "--resolution-buckets", "64x64x9"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ltx_trainer.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*command, "preprocess", data, *args, "--output", two], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    app = _preprocess_app(preprocess)
+    assert invoke(app, ["preprocess", data, *args, "--output", one]).exit_code == 0
+
+    def files(root: Path) -> dict[str, Path]:
+        return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*.safetensors"))}
+
+    def assert_equal_caches() -> None:
+        a, b = files(one), files(two)
+        assert a.keys() == b.keys() and len(a) == 8 * 3  # latents, audio latents, conditions
+        for name in a:
+            x, y = read_sample_file(a[name]), read_sample_file(b[name])
+            assert x.keys() == y.keys()
+            assert all(torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k] for k in x), name
+
+    assert_equal_caches()
+    report = json.loads((two / "preprocess_report.json").read_text())
+    assert sorted(report["written"]) == [f"clip{i}" for i in range(8)]
+    assert sorted(report["index"]["files"]) == sorted(files(two))
+    digest = report["index"]["digest"]
+
+    # shard 1 "crashed": its report is not complete and one of its samples is missing; it is run again alone
+    shard1 = two / "preprocess_report.shard-1-of-2.json"
+    shard1.write_text(json.dumps({k: v for k, v in json.loads(shard1.read_text()).items() if k != "complete"}))
+    (two / "preprocess_report.json").unlink()
+    (two / "latents" / "clip3.safetensors").unlink()
+    rerun = invoke(app, ["preprocess", data, *args, "--output", two, "--shard-index", "1", "--num-shards", "2"])
+    assert rerun.exit_code == 0, rerun.output
+    assert_equal_caches()
+    merged = json.loads((two / "preprocess_report.json").read_text())
+    assert merged["index"]["digest"] == digest and "clip3" in merged["written"]
+
+
+def _preprocess_app(verb):
+    import typer
+
+    app = typer.Typer()
+    app.command()(verb)
+    app.command("noop")(lambda: None)
+    return app

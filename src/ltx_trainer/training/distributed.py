@@ -110,13 +110,14 @@ def gather_step(
     return {name: accelerator.gather(t.contiguous()) for name, t in out.items()}
 
 
-def gather_ids(accelerator, ids: list[str]) -> list[str]:
-    """Every rank's sample ids, in rank order (for error messages naming a bad sample)."""
-    if accelerator.num_processes == 1:
-        return ids
-    from accelerate.utils import gather_object
+def real_ids(accelerator, ids: list[list[str]], real: torch.Tensor) -> list[str]:
+    """The ids of every rank's real (not padding) samples of a step, in the order of :func:`gather_step`'s tensors."""
+    flat = [i for batch_ids in ids for i in batch_ids]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
 
-    return list(gather_object(list(ids)))
+        flat = list(gather_object(flat))
+    return [i for i, keep in zip(flat, real.tolist(), strict=True) if keep]
 
 
 def world_record(num_processes: int, batch_size: int) -> dict:

@@ -327,7 +327,7 @@ class Trainer:
         gathered = distributed.gather_step(self.accelerator, losses, weights, parts_sum, sigmas)
         real = gathered["weight"] > 0
         with timer("optimizer_s"):
-            finite = self._finite_update([gathered["loss"][real]], [self._real_ids(ids, real)])
+            finite = self._finite_update([gathered["loss"][real]], [distributed.real_ids(self.accelerator, ids, real)])
             if finite:
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -337,11 +337,6 @@ class Trainer:
             metrics.update(sigma_bucket_losses([(gathered["sigma"][real], gathered["loss"][real])]))
         metrics.update(timer.totals)
         return metrics
-
-    def _real_ids(self, ids: list[list[str]], real: torch.Tensor) -> list[str]:
-        """The ids of every rank's real (not padding) samples of this step, in the order of the gathered losses."""
-        flat = distributed.gather_ids(self.accelerator, [i for batch_ids in ids for i in batch_ids])
-        return [i for i, keep in zip(flat, real.tolist(), strict=True) if keep]
 
     def _finite_update(self, losses: list[torch.Tensor], ids: list[list[str]]) -> bool:
         """Clip gradients; False (skip) or :class:`guards.NonFiniteError` (stop) on a non-finite loss or gradient."""
@@ -405,6 +400,7 @@ class Trainer:
             # every process draws its own noise: each keeps its generator and RNG state
             rank_state = {"generator": self.generator.get_state(), "rng": checkpoints.rng_state()}
             checkpoints.atomic_torch_save(rank_state, self._rank_state_path(self.step))
+            self.accelerator.wait_for_everyone()  # every rank's RNG is on disk before the state that points at it
         lora = adapters.ADAPTER if self.config.model.training_mode == "lora" else None
         gathered = distributed.gathered_weights(self.accelerator, self.model.transformer, lora)  # FSDP2 / ZeRO-3
         if not self.accelerator.is_main_process:
@@ -431,7 +427,7 @@ class Trainer:
             self.model.save_full_checkpoint(path, precision, transformer.state_dict() if gathered is None else gathered)
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
-                self._training_state(transformer), checkpoints.state_path(self.checkpoint_dir, self.step)
+                self._training_state(transformer, gathered), checkpoints.state_path(self.checkpoint_dir, self.step)
             )
         checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
         logger.info("saved %s", path)
@@ -451,8 +447,10 @@ class Trainer:
     def _weights_kind(self) -> str:
         return "lora" if self.config.model.training_mode == "lora" else "model"
 
-    def _training_state(self, transformer: torch.nn.Module) -> dict:
-        if self.config.model.training_mode == "lora":
+    def _training_state(self, transformer: torch.nn.Module, gathered: dict | None = None) -> dict:
+        if gathered is not None:  # a sharded model's weights, gathered by distributed.gathered_weights
+            weights = gathered
+        elif self.config.model.training_mode == "lora":
             weights = adapters.lora_state_dict(transformer)
         else:
             weights = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
