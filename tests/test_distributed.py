@@ -35,14 +35,9 @@ def data(tiny_ltx2, tmp_path_factory):
 
 def config_for(data, out: Path, batch: int, steps: int = STEPS, **overrides):
     paths, root = data
-    return training_config(
-        paths["single_file"],
-        root,
-        out,
-        optimization={"steps": steps, "batch_size": batch, "learning_rate": 1e-3},
-        checkpoints={"interval": 2, "keep_last_n": -1},
-        **overrides,
-    )
+    overrides["checkpoints"] = {"interval": 2, "keep_last_n": -1, **overrides.get("checkpoints", {})}
+    optimization = {"steps": steps, "batch_size": batch, "learning_rate": 1e-3}
+    return training_config(paths["single_file"], root, out, optimization=optimization, **overrides)
 
 
 def write(config, path: Path) -> Path:

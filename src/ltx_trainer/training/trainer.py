@@ -373,8 +373,9 @@ class Trainer:
         return loss, parts, prepared
 
     @torch.no_grad()
-    def _context(self, conditions: dict, draws: Draws) -> TextContext:
+    def _context(self, conditions: dict, draws: Draws | None = None) -> TextContext:
         """Cached pre-connector features -> context through the frozen connectors (every step, as officially)."""
+        draws = draws or Draws.from_generator(self.generator)
         video, audio = conditions["video_prompt_embeds"], conditions.get("audio_prompt_embeds")
         mask = conditions["prompt_attention_mask"]
         if self.empty_prompt is not None:
