@@ -272,12 +272,24 @@ def demo(
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(help="Training config YAML.")]) -> None:
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config YAML.")],
+    num_processes: Annotated[
+        int | None,
+        typer.Option(help="Start N processes through Accelerate (GPUs, else gloo on the CPU): docs/distributed.md."),
+    ] = None,
+    accelerate_config: Annotated[
+        Path | None, typer.Option(help="An accelerate config (configs/accelerate/*.yaml) for --num-processes.")
+    ] = None,
+) -> None:
     """Train a LoRA or a full fine-tune on a preprocessed dataset (resumes from the output dir's last checkpoint)."""
-    from ltx_trainer.training.run import train_from_file
+    from ltx_trainer.training.run import launch_from_file, train_from_file
 
+    if num_processes is not None or accelerate_config is not None:
+        raise typer.Exit(launch_from_file(config, num_processes or 1, accelerate_config))
     outcome = train_from_file(config)
-    _console().print(outcome.summary(), highlight=False)
+    if outcome is not None:  # None on the other ranks of a launched job: rank 0 reports
+        _console().print(outcome.summary(), highlight=False)
 
 
 @app.command()

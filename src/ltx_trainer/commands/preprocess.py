@@ -154,6 +154,11 @@ def preprocess(
         text_encoder_bits=text_encoder_bits,
     )
     result = preprocess_dataset(dataset, loaded, options, caption_column, media_column)
+    if num_shards > 1 and result.report is not None:  # the last shard to complete merges the reports
+        from ltx_trainer.data.shards import mark_complete, merge_shard_reports
+
+        mark_complete(result.report)
+        merge_shard_reports(result.output, num_shards)
     print_summary(result, console)
     if not result.succeeded:
         raise PartialFailure(f"nothing was preprocessed: no sample was written or found done (see {result.report})")

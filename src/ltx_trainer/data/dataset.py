@@ -244,35 +244,75 @@ class PrecomputedDataset(Dataset):
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of equal-shape samples, in a seeded order that can resume mid-epoch.
+    """Batches of equal-shape samples, in a seeded order that can resume mid-epoch, sharded between processes.
 
-    Each epoch shuffles samples within buckets, cuts them into batches, and shuffles the batches; the order depends
-    only on ``(seed, epoch)``, so the number of batches consumed is enough to resume exactly (``skip``).
+    Each epoch shuffles samples within buckets, cuts them into *global* batches of ``batch_size * num_replicas``
+    samples, and shuffles the batches; the order depends only on ``(seed, epoch)``, so every rank computes the same
+    global batches (same buckets) and the number of batches consumed is enough to resume exactly (``skip``). Rank
+    ``r`` trains slice ``[r * batch_size, (r + 1) * batch_size)`` of each global batch: the ranks' shards of an epoch
+    are disjoint, and N processes with ``batch_size`` b see exactly the batches of 1 process with ``batch_size`` N*b.
+    A short global batch (the end of a bucket) is padded on the ranks it does not reach with repeats of its own
+    samples, which :meth:`shard` marks with weight 0 (they keep the collectives in step and add nothing to the loss).
     """
 
-    def __init__(self, shape_keys: list, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False):
+    def __init__(
+        self,
+        shape_keys: list,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
+        self.num_replicas, self.rank = num_replicas, rank
+        self.global_batch_size = batch_size * num_replicas
         buckets: dict = defaultdict(list)
         for index, key in enumerate(shape_keys):
             buckets[key].append(index)
         self.buckets = list(buckets.values())
         self.epoch = 0
         self.position = 0
+        self._cached: tuple[int, list[list[int]]] | None = None
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's global batches (identical on every rank)."""
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
         rng = random.Random(self.seed * 1_000_003 + epoch)
         batches = []
         for bucket in self.buckets:
             order = list(bucket)
             if self.shuffle:
                 rng.shuffle(order)
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                if len(batch) == self.batch_size or not self.drop_last:
+            for start in range(0, len(order), self.global_batch_size):
+                batch = order[start : start + self.global_batch_size]
+                if len(batch) == self.global_batch_size or not self.drop_last:
                     batches.append(batch)
         if self.shuffle:
             rng.shuffle(batches)
+        self._cached = (epoch, batches)
         return batches
+
+    def global_batch(self, batches_consumed: int) -> list[int]:
+        """The global batch that comes after ``batches_consumed`` batches."""
+        epoch, position = divmod(batches_consumed, len(self))
+        return self.epoch_batches(epoch)[position]
+
+    def shard(self, batch: list[int]) -> tuple[list[int], list[float]]:
+        """This rank's slice of a global batch and its sample weights (0 for padding repeats)."""
+        if self.num_replicas == 1:
+            return list(batch), [1.0] * len(batch)
+        start = self.rank * self.batch_size
+        mine = batch[start : start + self.batch_size]
+        weights = [1.0] * len(mine)
+        for j in range(len(mine), self.batch_size):
+            mine.append(batch[(start + j) % len(batch)])
+            weights.append(0.0)
+        return mine, weights
 
     def __len__(self) -> int:
         return len(self.epoch_batches(0))
@@ -284,7 +324,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             while self.position < len(batches):
                 batch = batches[self.position]
                 self.position += 1
-                yield batch
+                yield self.shard(batch)[0]
             self.epoch, self.position = self.epoch + 1, 0
 
     def skip(self, batches_consumed: int) -> None:

@@ -335,13 +335,15 @@ def progress_bar(enabled: bool):
 
 
 def default_shard() -> tuple[int, int]:
-    """``(process_index, num_processes)`` under ``accelerate launch``/torchrun, else ``(0, 1)``."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    from accelerate import PartialState
+    """``(process_index, num_processes)`` under ``accelerate launch``/torchrun, else ``(0, 1)``.
 
-    state = PartialState()
-    return state.process_index, state.num_processes
+    Read from the launchers' ``RANK``/``WORLD_SIZE`` (no process group is needed: shards never talk to each other).
+    Accelerate's ``PartialState`` would report ``(0, 1)`` on every process of a CPU-only machine.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    return int(os.environ.get("RANK", "0")), world
 
 
 def check_pt_settings(output: Path, settings: dict) -> None:

@@ -152,7 +152,15 @@ class ValidationRunner:
         started = time.perf_counter()
         items = self.runner.prepared[rank::world_size]
         written = [self.runner.draw(item, self.path(step, item.index)) for item in items]
-        logger.info("validation at step %d: %d samples in %.1f s", step, len(written), time.perf_counter() - started)
+        logger.info(
+            "validation at step %d (rank %d of %d): %d samples in %.1f s: %s",
+            step,
+            rank,
+            world_size,
+            len(written),
+            time.perf_counter() - started,
+            " ".join(p.name for p in written),
+        )
         return written
 
     def run_during_training(

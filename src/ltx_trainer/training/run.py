@@ -9,12 +9,27 @@ from ltx_trainer.errors import UsageError
 from ltx_trainer.training.trainer import Trainer, TrainResult
 
 
-def train_from_file(path: Path) -> TrainResult:
-    """Train from a YAML config; expected failures raise :class:`ltx_trainer.errors.LtxTrainerError` subclasses."""
+def launch_from_file(path: Path, num_processes: int, accelerate_config: Path | None = None) -> int:
+    """``train CONFIG --num-processes N``: check the config here (one clear error, not N), then start the processes
+    through Accelerate; returns the job's exit code (non-zero when any rank failed)."""
+    from ltx_trainer.training.distributed import launch
+
+    cfg = load_config(path)
+    problems = check_paths(cfg)
+    if problems:
+        raise UsageError(f"{path}: " + "\n  ".join(["paths that don't exist:", *problems]))
+    return launch(Path(path), num_processes, accelerate_config)
+
+
+def train_from_file(path: Path) -> TrainResult | None:
+    """Train from a YAML config; expected failures raise :class:`ltx_trainer.errors.LtxTrainerError` subclasses.
+
+    Returns None on the non-main processes of a launched job."""
     cfg = load_config(path)
     problems = check_paths(cfg)
     if problems:
         raise UsageError(f"{path}: " + "\n  ".join(["paths that don't exist:", *problems]))
     trainer = Trainer(cfg, config_source=Path(path))
     trainer.setup()
-    return trainer.train()
+    result = trainer.train()
+    return result if trainer.accelerator.is_main_process else None

@@ -35,6 +35,7 @@ from ltx_trainer.config import (
 from ltx_trainer.models.base import LTXModel, ModalityInput
 from ltx_trainer.models.latents import LatentGrid, ReferenceScale, reference_video_positions
 from ltx_trainer.models.lora_files import reference_scale_metadata
+from ltx_trainer.training.draws import Draws
 from ltx_trainer.training.flow_matching import masked_mse, noisy_latents, velocity_target
 from ltx_trainer.training.timesteps import SigmaSampler
 
@@ -60,14 +61,14 @@ class PreparedModality:
     reference_tokens: int = 0
 
 
-def _draw(batch: int, probability: float, generator: torch.Generator) -> torch.Tensor:
+def _draw(batch: int, probability: float, generator: Draws) -> torch.Tensor:
     """One Bernoulli draw per sample: ``[B]`` bool."""
-    return torch.rand(batch, generator=generator) < probability
+    return generator.rand(batch) < probability
 
 
-def _draw_once(probability: float, generator: torch.Generator) -> bool:
+def _draw_once(probability: float, generator: Draws) -> bool:
     """One Bernoulli draw for the whole batch (always consumes one number, whatever the probability)."""
-    return bool(torch.rand((), generator=generator) < probability)
+    return bool(generator.once() < probability)
 
 
 def condition_mask(
@@ -173,7 +174,7 @@ class FlexibleStrategy:
         return reference_scale_metadata(self.reference_scale)
 
     def prepare(
-        self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: torch.Generator
+        self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: torch.Generator | Draws
     ) -> dict[str, PreparedModality]:
         """Noise generated modalities, apply conditions, build positions: ``{"video": ..., "audio": ...}``.
 
@@ -182,8 +183,11 @@ class FlexibleStrategy:
                 one entry per reference/mask folder).
             model: provides ``spec``, ``patchify_video``/``patchify_audio``, ``video_positions``/``audio_positions``.
             sampler: sigma sampler.
-            generator: every random draw (sigma, noise, conditions) comes from it.
+            generator: every random draw (sigma, noise, conditions) comes from it: one stream, or the per-sample
+                keyed generators of ``training/draws.py``.
         """
+        if isinstance(generator, torch.Generator):
+            generator = Draws.from_generator(generator)
         prepared = {}
         if self.config.video is not None:
             prepared["video"] = self._video(batch, model, sampler, generator)
@@ -191,9 +195,7 @@ class FlexibleStrategy:
             prepared["audio"] = self._audio(batch, model, sampler, generator)
         return prepared
 
-    def _video(
-        self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: torch.Generator
-    ) -> PreparedModality:
+    def _video(self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: Draws) -> PreparedModality:
         modality = self.config.video
         data = batch["video_latents"]
         latents = data["latents"].float()  # [B, C, F', H', W']
@@ -236,9 +238,7 @@ class FlexibleStrategy:
         positions = reference_video_positions(model, b, grid, fps, scale, target_fps)
         return model.patchify_video(latents), positions
 
-    def _audio(
-        self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: torch.Generator
-    ) -> PreparedModality:
+    def _audio(self, batch: dict, model: LTXModel, sampler: SigmaSampler, generator: Draws) -> PreparedModality:
         modality = self.config.audio
         latents = batch["audio_latents"]["latents"].float()  # [B, 8, T, 16]
         b, _, steps, _ = latents.shape
@@ -291,14 +291,14 @@ class FlexibleStrategy:
         masks: list[tuple[object, torch.Tensor]],
         modality: ModalityConfig,
         sampler: SigmaSampler,
-        generator: torch.Generator,
+        generator: Draws,
     ) -> PreparedModality:
         b, n, _ = x0.shape
         if not modality.is_generated:
             zeros = torch.zeros(b, n, device=x0.device)
             return PreparedModality(ModalityInput(x0, zeros, torch.zeros(b, device=x0.device), positions), None, None)
-        sigma = sampler(b, n, generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        sigma = generator.sigma(sampler, b, n).to(x0.device)
+        noise = generator.randn(x0.shape).to(x0.device)
         clean = torch.zeros(b, n, dtype=torch.bool, device=x0.device)
         for condition, mask in masks:
             chosen = _draw(b, condition.probability, generator).to(x0.device)

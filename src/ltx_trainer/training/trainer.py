@@ -30,8 +30,9 @@ from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
 from ltx_trainer.models.quantization import quantize_module_, quantize_transformer_
-from ltx_trainer.training import adapters, checkpoints, guards, resume, run_dir
+from ltx_trainer.training import adapters, checkpoints, distributed, guards, resume, run_dir
 from ltx_trainer.training.context_cache import ContextCache, features_of
+from ltx_trainer.training.draws import Draws
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
 from ltx_trainer.training.signals import StopRequest
 from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
@@ -104,7 +105,9 @@ class Trainer:
         """Build everything. ``model`` replaces loading ``model.model_path`` (bench's random full-size models)."""
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
-        self.accelerator = Accelerator(mixed_precision=mixed, step_scheduler_with_optimizer=False)
+        self.accelerator = Accelerator(
+            mixed_precision=mixed, step_scheduler_with_optimizer=False, **distributed.accelerator_options()
+        )
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
         self.device = self.accelerator.device
@@ -142,7 +145,7 @@ class Trainer:
         self.model.transformer = transformer
         if self.contexts is None:
             self.model.connectors_to(self.device)
-        # Noise and condition draws come from one generator per process, saved with the state for exact resume.
+        # Training draws are keyed per sample (training/draws.py); this stream serves callers without keys (bench).
         self.generator = torch.Generator().manual_seed(cfg.seed + self.accelerator.process_index)
         self.step, self.batches_consumed = 0, 0
         self.wandb_run_id = None
@@ -188,6 +191,8 @@ class Trainer:
             [self.dataset.shape_key(i) for i in range(len(self.dataset))],
             cfg.optimization.batch_size,
             seed=cfg.seed,
+            num_replicas=self.accelerator.num_processes,
+            rank=self.accelerator.process_index,
         )
         workers = cfg.data.num_dataloader_workers
         self.dataloader = DataLoader(
@@ -318,34 +323,47 @@ class Trainer:
         Losses stay on the device until the end of the step: one host sync per step, not per micro-batch.
         """
         timer = PhaseTimer(self.device, enabled=self.profile)
-        losses, parts_sum, sigmas, ids = [], {}, [], []
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        sampler = self.batch_sampler
+        losses, weights, parts_sum, sigmas, ids = [], [], {}, [], []
         for micro in range(accumulation):
             with timer("data_s"):
                 batch = next(batches)
+            # the global batch every rank shares: this rank's sample weights and the keys of its draws
+            global_batch = sampler.global_batch(self.batches_consumed)
+            shard, weight = sampler.shard(global_batch)
             ids.append(list(batch["id"]))
             self.batches_consumed += 1
+            keys = distributed.positions(micro, sampler.global_batch_size, rank, sampler.batch_size, len(shard))
+            draws = Draws.keyed(self.config.seed, self.step, micro, keys)
+            weight = torch.tensor(weight, device=self.device)
             last = micro == accumulation - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.model.transformer)
             with sync, self.accelerator.autocast():
                 with timer("forward_s"):
-                    loss, parts, prepared = self._loss(batch)
+                    loss, parts, prepared = self._loss(batch, draws)
                 with timer("backward_s"):
-                    self.accelerator.backward(loss.mean() / accumulation)
+                    share = distributed.world_loss(loss, weight, len(global_batch), world)
+                    self.accelerator.backward(share / accumulation)
             losses.append(loss.detach())
+            weights.append(weight)
             for name, part in parts.items():
                 parts_sum.setdefault(name, []).append(part.detach())
             generated = [p for p in prepared.values() if p.target is not None]
             if generated:
-                sigmas.append((generated[0].input.sigma.detach(), loss.detach()))
+                sigmas.append(generated[0].input.sigma.detach())
+        # every rank's samples: the all-reduced mean is logged, a bad sample anywhere stops every rank alike
+        gathered = distributed.gather_step(self.accelerator, losses, weights, parts_sum, sigmas)
+        real = gathered["weight"] > 0
         with timer("optimizer_s"):
-            finite = self._finite_update(losses, ids)
+            finite = self._finite_update([gathered["loss"][real]], [distributed.real_ids(self.accelerator, ids, real)])
             if finite:
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
-        metrics = {"loss": torch.cat(losses).mean().item()}
-        metrics.update({f"loss_{k}": torch.cat(v).mean().item() for k, v in parts_sum.items()})
-        metrics.update(sigma_bucket_losses(sigmas))
+        metrics = {k: v[real].mean().item() for k, v in gathered.items() if k.startswith("loss")}
+        if "sigma" in gathered:
+            metrics.update(sigma_bucket_losses([(gathered["sigma"][real], gathered["loss"][real])]))
         metrics.update(timer.totals)
         return metrics
 
@@ -365,9 +383,10 @@ class Trainer:
         logger.warning("skipped the update: %s", message)
         return False
 
-    def _loss(self, batch: dict) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
-        context = self._context(batch["conditions"], batch["id"])
-        prepared = self.strategy.prepare(batch, self.model, self.sigma_sampler, self.generator)
+    def _loss(self, batch: dict, draws: Draws | None = None) -> tuple[torch.Tensor, dict, dict[str, PreparedModality]]:
+        draws = draws or Draws.from_generator(self.generator)
+        context = self._context(batch["conditions"], draws, batch["id"])
+        prepared = self.strategy.prepare(batch, self.model, self.sigma_sampler, draws)
         for item in prepared.values():
             for name in ("latent", "timesteps", "sigma", "positions"):
                 setattr(item.input, name, getattr(item.input, name).to(self.device))
@@ -383,14 +402,15 @@ class Trainer:
         return loss, parts, prepared
 
     @torch.no_grad()
-    def _context(self, conditions: dict, ids: list[str] | None = None) -> TextContext:
+    def _context(self, conditions: dict, draws: Draws | None = None, ids: list[str] | None = None) -> TextContext:
         """The batch's transformer context: cached per sample when the connectors are frozen (``ids`` given), else the
         cached pre-connector features through the connectors. Caption dropout swaps in the empty prompt."""
+        draws = draws or Draws.from_generator(self.generator)
         video, audio = conditions["video_prompt_embeds"], conditions.get("audio_prompt_embeds")
         mask = conditions["prompt_attention_mask"]
         drop = None
         if self.empty_prompt is not None:
-            drop = torch.rand(video.shape[0], generator=self.generator) < self.config.optimization.caption_dropout
+            drop = draws.rand(video.shape[0]) < self.config.optimization.caption_dropout
         if self.contexts is not None and ids is not None:
             return self.contexts.batch(ids, drop, self.device)
         if drop is not None and drop.any():
@@ -408,10 +428,14 @@ class Trainer:
             # every process draws its own noise: each keeps its generator and RNG state
             rank_state = {"generator": self.generator.get_state(), "rng": checkpoints.rng_state()}
             checkpoints.atomic_torch_save(rank_state, self._rank_state_path(self.step))
+            self.accelerator.wait_for_everyone()  # every rank's RNG is on disk before the state that points at it
+        lora = adapters.ADAPTER if self.config.model.training_mode == "lora" else None
+        gathered = distributed.gathered_weights(self.accelerator, self.model.transformer, lora)  # FSDP2 / ZeRO-3
         if not self.accelerator.is_main_process:
             return checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
         transformer = self.accelerator.unwrap_model(self.model.transformer)
-        self._refuse_nonfinite_weights(transformer)
+        if gathered is None:  # (a sharded model's weights are checked on the gathered copy by save_full_checkpoint)
+            self._refuse_nonfinite_weights(transformer)
         precision = torch.bfloat16 if self.config.checkpoints.precision == "bfloat16" else torch.float32
         kind = self._weights_kind()
         path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
@@ -419,7 +443,7 @@ class Trainer:
             lora = self.config.lora
             save_lora(
                 self.model,
-                adapters.lora_state_dict(transformer),
+                adapters.lora_state_dict(transformer) if gathered is None else gathered,
                 lora.rank,
                 lora.alpha,
                 lora.target_modules,
@@ -428,10 +452,10 @@ class Trainer:
                 self.strategy.metadata(),  # IC-LoRA reference scale factors, read by samplers
             )
         else:
-            self.model.save_full_checkpoint(path, precision, transformer.state_dict())
+            self.model.save_full_checkpoint(path, precision, transformer.state_dict() if gathered is None else gathered)
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
-                self._training_state(transformer), checkpoints.state_path(self.checkpoint_dir, self.step)
+                self._training_state(transformer, gathered), checkpoints.state_path(self.checkpoint_dir, self.step)
             )
         checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
         logger.info("saved %s", path)
@@ -451,8 +475,10 @@ class Trainer:
     def _weights_kind(self) -> str:
         return "lora" if self.config.model.training_mode == "lora" else "model"
 
-    def _training_state(self, transformer: torch.nn.Module) -> dict:
-        if self.config.model.training_mode == "lora":
+    def _training_state(self, transformer: torch.nn.Module, gathered: dict | None = None) -> dict:
+        if gathered is not None:  # a sharded model's weights, gathered by distributed.gathered_weights
+            weights = gathered
+        elif self.config.model.training_mode == "lora":
             weights = adapters.lora_state_dict(transformer)
         else:
             weights = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
@@ -467,6 +493,7 @@ class Trainer:
             "rng": checkpoints.rng_state(),
             "wandb_run_id": self.tracker.run_id if self.tracker is not None else None,
             "config_fingerprint": self._config_fingerprint(),
+            "world": distributed.world_record(self.accelerator.num_processes, self.config.optimization.batch_size),
             "settings": resume.settings_record(self.config.model_dump(mode="json")),
         }
 
@@ -490,8 +517,13 @@ class Trainer:
             return
         state = checkpoints.load_state(path)
         applied = []
+        rebatched = distributed.check_world(
+            path, state.get("world"), self.accelerator.num_processes, self.config.optimization.batch_size
+        )
         if "settings" in state:
             changes = resume.changed_settings(state["settings"], self.config.model_dump(mode="json"))
+            if rebatched:  # same global batch over another number of processes
+                changes = [c for c in changes if c[0] != "optimization.batch_size"]
             applied = resume.check_resume(path, changes)
         saved, current = state["config_fingerprint"], self._config_fingerprint()
         clashes = [

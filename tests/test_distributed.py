@@ -1,0 +1,290 @@
+"""Scale-out with real processes (gloo on the CPU): N processes x batch b train what 1 process x batch N*b trains,
+validation samples are shared between ranks, checkpoints resume across world sizes, a killed rank ends the job,
+preprocessing shards merge into the 1-process cache, and the shipped accelerate configs parse."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ltx_trainer.config import dump_config
+from ltx_trainer.errors import UsageError
+from ltx_trainer.training.trainer import Trainer
+from training_fixtures import SMALL, make_dataset, training_config
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def data(tiny_ltx2, tmp_path_factory):
+    """Three clips of one bucket: with 2 x batch 1 every epoch ends in a short global batch (one rank pads)."""
+    paths = tiny_ltx2["2.0"]
+    root = make_dataset(tmp_path_factory.mktemp("data"), paths["single_file"], paths["gemma"], (SMALL,), 3)
+    return paths, root
+
+
+def config_for(data, out: Path, batch: int, steps: int = STEPS, **overrides):
+    paths, root = data
+    overrides["checkpoints"] = {"interval": 2, "keep_last_n": -1, **overrides.get("checkpoints", {})}
+    optimization = {"steps": steps, "batch_size": batch, "learning_rate": 1e-3}
+    return training_config(paths["single_file"], root, out, optimization=optimization, **overrides)
+
+
+def write(config, path: Path) -> Path:
+    path.write_text(dump_config(config))
+    return path
+
+
+def train_in_process(config) -> Trainer:
+    trainer = Trainer(config)
+    trainer.setup()
+    trainer.train()
+    return trainer
+
+
+def lora(out: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(out / "checkpoints" / f"lora_weights_step_{step:05d}.safetensors")
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def launch(config_path: Path, processes: int = 2, **popen) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "ltx_trainer.cli", "train", str(config_path), "--num-processes", str(processes)]
+    return subprocess.Popen(command, cwd=REPO, env=env, text=True, **popen)
+
+
+def test_two_processes_train_what_one_process_with_twice_the_batch_trains(data, tmp_path):
+    """2 x batch 1 (launched by `train --num-processes 2`, with validation) == 1 x batch 2; the 2-process checkpoint
+    resumes in 1 process with the same global batch, and a resume with another global batch is refused."""
+    paths, _ = data
+    validation = {
+        "interval": STEPS,
+        "skip_initial_validation": True,
+        "inference_steps": 2,
+        "generate_audio": False,
+        "video_dims": [64, 64, 9],
+        "samples": [{"prompt": "a square moves"}, {"prompt": "a cut"}, {"prompt": "a square"}],
+    }
+    two = tmp_path / "two"
+    config = config_for(data, two, 1, model={"text_encoder_path": str(paths["gemma"])}, validation=validation)
+    proc = launch(write(config, tmp_path / "two.yaml"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-3000:]
+
+    one = tmp_path / "one"
+    train_in_process(config_for(data, one, 2))
+    assert max_diff(lora(one, STEPS), lora(two, STEPS)) <= 1e-5
+    assert losses(one) == pytest.approx(losses(two), rel=1e-6, abs=1e-6)  # the logged loss is the all-ranks mean
+    assert len(losses(two)) == STEPS  # one record per step: rank 0 logs
+
+    # validation: 3 prompts over 2 ranks, each sample drawn by exactly one rank
+    drawn = re.findall(r"validation at step 4 \(rank (\d) of 2\): \d samples in [\d.]+ s: ([^\n]*)", log)
+    by_rank = {rank: names.split() for rank, names in drawn}
+    assert sorted(by_rank) == ["0", "1"]
+    names = [name for ranks in by_rank.values() for name in ranks]
+    assert sorted(names) == sorted(p.name for p in (two / "samples").iterdir())
+    assert sorted(n.rsplit(".", 1)[0] for n in names) == [f"step_000004_{k}" for k in (1, 2, 3)]
+    states = sorted(p.name for p in (two / "checkpoints").glob("rng_state_step_00002_rank*.pt"))
+    assert states == ["rng_state_step_00002_rank0.pt", "rng_state_step_00002_rank1.pt"]  # every rank's RNG
+
+    # resume the 2-process run from step 2 in 1 process (same global batch): the same final LoRA
+    resumed = tmp_path / "resumed"
+    shutil.copytree(two, resumed)
+    for path in (resumed / "checkpoints").glob("*_step_00004*"):
+        path.unlink()
+    trainer = train_in_process(config_for(data, resumed, 2))
+    assert trainer.resumed_from.name == "training_state_step_00002.pt"
+    assert max_diff(lora(resumed, STEPS), lora(two, STEPS)) <= 1e-5
+
+    # another global batch (1 process x batch 1) is refused in one line naming both
+    for path in (resumed / "checkpoints").glob("*_step_00004*"):
+        path.unlink()
+    with pytest.raises(UsageError, match=r"2 process\(es\) x batch 1 \(global batch 2\), now 1 x 1 = 1") as error:
+        Trainer(config_for(data, resumed, 1)).setup()
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_the_job_and_two_processes_resume_exactly(data, tmp_path):
+    steps = 24
+    out = tmp_path / "killed"
+    config = config_for(data, out, 1, steps=steps, checkpoints={"interval": 1, "keep_last_n": 3})
+    config_path = write(config, tmp_path / "killed.yaml")
+    proc = launch(config_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not list((out / "checkpoints").glob("training_state_step_0000[3-9].pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    rank1 = _rank_pid(proc.pid, 1)
+    os.kill(rank1, signal.SIGKILL)
+    killed_at = time.time()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert time.time() - killed_at < 60
+    assert f"Signal 9 (SIGKILL) received by PID {rank1}" in err
+    assert not (out / "checkpoints" / f"lora_weights_step_{steps:05d}.safetensors").exists()
+
+    resumed = launch(config_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    straight = tmp_path / "straight"
+    train_in_process(config_for(data, straight, 2, steps=steps, checkpoints={"interval": None}))
+    assert max_diff(lora(straight, steps), lora(out, steps)) <= 1e-5
+
+
+def _rank_pid(launcher: int, rank: int) -> int:
+    """The pid of the training process with ``RANK=rank`` among ``launcher``'s descendants."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                found = (
+                    proc.name.isdigit()
+                    and f"RANK={rank}".encode() in (proc / "environ").read_bytes().split(b"\0")
+                    and "ltx_trainer.cli" in (proc / "cmdline").read_text()
+                    and _descends_from(int(proc.name), launcher)
+                )
+            except OSError:
+                continue
+            if found:
+                return int(proc.name)
+        time.sleep(0.1)
+    raise AssertionError(f"no rank {rank} process under {launcher}")
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
+        except (OSError, AttributeError):
+            return False
+    return False
+
+
+def test_shipped_accelerate_configs_parse_with_accelerates_own_dataclasses():
+    """Each file loads as accelerate's ClusterConfig (unknown keys are refused) and its FSDP / DeepSpeed section
+    builds accelerate's plugin (DeepSpeed itself is not installed here: the plugin's own checks of the values)."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+
+    folder = REPO / "configs" / "accelerate"
+    configs = {p.stem: ClusterConfig.from_yaml_file(p) for p in folder.glob("*.yaml")}
+    assert set(configs) == {
+        "ddp",
+        "fsdp2",
+        "deepspeed_zero2",
+        "deepspeed_zero3",
+        "deepspeed_zero3_offload",
+        "two_nodes",
+    }
+    assert configs["two_nodes"].num_machines == 2 and configs["two_nodes"].num_processes == 16
+    fsdp = configs["fsdp2"].fsdp_config
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp["fsdp_version"],
+        auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+        transformer_cls_names_to_wrap=fsdp["fsdp_transformer_layer_cls_to_wrap"].split(","),
+        reshard_after_forward=fsdp["fsdp_reshard_after_forward"],
+        state_dict_type=fsdp["fsdp_state_dict_type"],
+        cpu_ram_efficient_loading=fsdp["fsdp_cpu_ram_efficient_loading"],
+        use_orig_params=fsdp["fsdp_use_orig_params"],
+    )
+    assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["LTX2VideoTransformerBlock"]
+    from diffusers.models.transformers import transformer_ltx2
+
+    assert hasattr(transformer_ltx2, fsdp["fsdp_transformer_layer_cls_to_wrap"])  # the class FSDP2 wraps exists
+    for name in ("deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload"):
+        ds = configs[name].deepspeed_config
+        assert ds["zero_stage"] == int(name[len("deepspeed_zero")])
+        assert (ds["offload_optimizer_device"] == "cpu") == name.endswith("offload")
+        plugin = DeepSpeedPlugin(
+            zero_stage=ds["zero_stage"],
+            gradient_accumulation_steps=ds["gradient_accumulation_steps"],
+            gradient_clipping=ds["gradient_clipping"],
+            offload_optimizer_device=ds["offload_optimizer_device"],
+            offload_param_device=ds["offload_param_device"],
+            zero3_init_flag=ds["zero3_init_flag"],
+            zero3_save_16bit_model=ds.get("zero3_save_16bit_model", False),
+        )
+        assert plugin.deepspeed_config["zero_optimization"]["stage"] == ds["zero_stage"]
+
+
+@pytest.mark.slow
+def test_preprocess_in_two_processes_equals_one_process_and_a_crashed_shard_resumes_alone(tiny_ltx2, tmp_path):
+    from cli_outcome import invoke
+    from ltx_trainer.commands.preprocess import preprocess
+    from ltx_trainer.data.cache import read_sample_file
+    from media_fixtures import make_clip
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    for i in range(8):
+        make_clip(data / f"clip{i}.mp4", 9, 64, 64, fps=24, cuts=[4], seed=i)
+        (data / f"clip{i}.txt").write_text(f"clip number {i}")
+    paths = tiny_ltx2["2.0"]
+    args = ["--model", paths["single_file"], "--text-encoder", paths["gemma"], "--resolution-buckets", "64x64x9"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ltx_trainer.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*command, "preprocess", data, *args, "--output", two], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    app = _preprocess_app(preprocess)
+    assert invoke(app, ["preprocess", data, *args, "--output", one]).exit_code == 0
+
+    def files(root: Path) -> dict[str, Path]:
+        return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*.safetensors"))}
+
+    def assert_equal_caches() -> None:
+        a, b = files(one), files(two)
+        assert a.keys() == b.keys() and len(a) == 8 * 3  # latents, audio latents, conditions
+        for name in a:
+            x, y = read_sample_file(a[name]), read_sample_file(b[name])
+            assert x.keys() == y.keys()
+            assert all(torch.equal(x[k], y[k]) if isinstance(x[k], torch.Tensor) else x[k] == y[k] for k in x), name
+
+    assert_equal_caches()
+    report = json.loads((two / "preprocess_report.json").read_text())
+    assert sorted(report["written"]) == [f"clip{i}" for i in range(8)]
+    assert sorted(report["index"]["files"]) == sorted(files(two))
+    digest = report["index"]["digest"]
+
+    # shard 1 "crashed": its report is not complete and one of its samples is missing; it is run again alone
+    shard1 = two / "preprocess_report.shard-1-of-2.json"
+    shard1.write_text(json.dumps({k: v for k, v in json.loads(shard1.read_text()).items() if k != "complete"}))
+    (two / "preprocess_report.json").unlink()
+    (two / "latents" / "clip3.safetensors").unlink()
+    rerun = invoke(app, ["preprocess", data, *args, "--output", two, "--shard-index", "1", "--num-shards", "2"])
+    assert rerun.exit_code == 0, rerun.output
+    assert_equal_caches()
+    merged = json.loads((two / "preprocess_report.json").read_text())
+    assert merged["index"]["digest"] == digest and "clip3" in merged["written"]
+
+
+def _preprocess_app(verb):
+    import typer
+
+    app = typer.Typer()
+    app.command()(verb)
+    app.command("noop")(lambda: None)
+    return app
