@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ltx_trainer.config import check_paths, load_config
 from ltx_trainer.errors import UsageError
-from ltx_trainer.training.trainer import Trainer, TrainResult
+from ltx_trainer.training.metrics import TrainResult
+from ltx_trainer.training.trainer import Trainer
 
 
 def launch_from_file(path: Path, num_processes: int, accelerate_config: Path | None = None) -> int:
