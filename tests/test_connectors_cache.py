@@ -37,7 +37,7 @@ def test_cached_context_equals_the_connectors_and_a_step_never_runs_them(data, t
     outcomes = set()
     for _ in range(6):  # both caption-dropout outcomes, cached against the connectors run on the batch
         state = trainer.generator.get_state()
-        cached = trainer._context(batch["conditions"], batch["id"])
+        cached = trainer._context(batch["conditions"], ids=batch["id"])
         trainer.generator.set_state(state)
         computed = trainer._context(batch["conditions"])
         for name in ("video", "audio", "mask"):

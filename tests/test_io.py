@@ -63,3 +63,19 @@ def test_stale_temps_of_dead_processes_are_removed_live_ones_kept(tmp_path):
     removed = clean_stale_temps(tmp_path)
     assert removed == [stale]
     assert live.exists() and user.exists()
+
+
+def test_safetensors_writer_temps_are_removed_only_under_the_run_lock(tmp_path):
+    """safetensors 0.8 writes through its own ``.tmpXXXXXX`` next to our temp path; a kill inside it leaves one."""
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "checkpoints" / ".tmpcZnxzS"
+    foreign.parent.mkdir()
+    foreign.write_bytes(b"half a checkpoint")
+    user = tmp_path / ".tmp_notes"
+    user.write_text("mine")
+    assert clean_stale_temps(tmp_path) == []  # without the lock another writer may own it
+    assert clean_stale_temps(tmp_path, locked=True) == [foreign]
+    assert user.exists()
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "probe.safetensors"))  # the writer does leave nothing behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp_notes", "checkpoints", "probe.safetensors"]

@@ -267,6 +267,14 @@ def test_write_video_mono_and_surround_audio_become_stereo(tmp_path: Path) -> No
     assert _corr(audio[0], surround[0]) > 0.4 and abs(_corr(audio[0], surround[1])) < 0.1
 
 
+def test_write_video_refuses_non_finite_audio_by_name(tmp_path: Path) -> None:
+    audio = torch.zeros(2, 4800)
+    audio[1, 7] = float("nan")
+    with pytest.raises(ValueError, match="1 non-finite samples"):
+        write_video(tmp_path / "nan.mp4", torch.from_numpy(clip_frames(4, W, H)), 24, audio, 48000)
+    assert not (tmp_path / "nan.mp4").exists()
+
+
 def test_audio_roundtrip_through_wav(tmp_path: Path) -> None:
     source = torch.from_numpy(clip_audio(8000, 16000, 2))
     write_audio(tmp_path / "a.wav", source, 16000)

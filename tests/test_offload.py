@@ -142,6 +142,29 @@ def test_training_with_blocks_offloaded_is_bit_identical_and_validation_samples(
     assert all(p.data_ptr() in host for p in frozen)
 
 
+@pytest.mark.parametrize("mode", ["fp8", "int8"])
+def test_a_quantized_base_with_blocks_offloaded_trains_what_it_trains_resident(data, tmp_path, mode):
+    """The 22B-on-24GB tier: quantized frozen weights (fp8 layerwise casting, torchao int8 tensors) swap like bf16."""
+    paths, root = data
+    losses, loras = [], []
+    for swap in (0, 1):
+        config = training_config(
+            paths["single_file"],
+            root,
+            tmp_path / str(swap),
+            optimization={"steps": 2, "enable_gradient_checkpointing": True},
+            acceleration={"mixed_precision_mode": "no", "blocks_to_swap": swap, "quantization": mode},
+        )
+        trainer = Trainer(config)
+        trainer.setup()
+        result = trainer.train()
+        losses.append(result.losses)
+        loras.append(load_file(result.weights))
+    assert trainer.offloader.swapped == {1} and trainer.offloader.onloads > 0
+    assert losses[0] == losses[1]
+    assert loras[0].keys() == loras[1].keys() and all(torch.equal(loras[0][k], loras[1][k]) for k in loras[0])
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

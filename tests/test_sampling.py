@@ -126,6 +126,12 @@ def test_schedule_uses_the_real_token_count(ltx2, media, tmp_path):
     assert save_sample(model, out, tmp_path / "audio_only.mp4", 24.0).name == "audio_only.wav"
 
 
+def test_one_step_schedule_is_finite():
+    """One inference step is pure noise -> data (validation with ``inference_steps: 1`` once wrote NaN audio)."""
+    assert sigma_schedule(1, 12).tolist() == [1.0, 0.0]
+    assert torch.isfinite(sigma_schedule(2, 4096)).all()
+
+
 CONDITIONS = {
     "first_frame": lambda m: [{"type": "first_frame", "image_or_video": m["image"]}],
     "prefix": lambda m: [{"type": "prefix", "video": m["clip"], "num_frames": 9}],

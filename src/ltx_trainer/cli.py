@@ -241,15 +241,10 @@ def make_tiny(
     fp8: Annotated[bool, typer.Option(help="Also write the pre-quantized fp8 single file (LTX-2 family).")] = False,
 ) -> None:
     """Write a tiny random model of a family in every on-disk format (for trying the tool without real weights)."""
-    from ltx_trainer.models.tiny import write_full_width_ltx23, write_tiny
+    from ltx_trainer.models.tiny import write_tiny
 
-    if full_width_blocks and family != "ltx2-2.3":
-        raise UsageError("--full-width-blocks: only with --family ltx2-2.3")
     try:
-        if full_width_blocks:
-            paths = write_full_width_ltx23(out, full_width_blocks, seed)
-        else:
-            paths = write_tiny(out, family, seed, fp8=fp8)
+        paths = write_tiny(out, family, seed, fp8=fp8, full_width_blocks=full_width_blocks)
     except ValueError as e:
         raise UsageError(f"--family: {e}") from e
     for name, path in paths.items():

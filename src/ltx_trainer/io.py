@@ -25,6 +25,7 @@ from typing import Any
 
 FILE_MODE = 0o644
 TEMP_PATTERN = re.compile(r"^\..+\.tmp\.(\d+)\.[0-9a-f]{8}(\.[A-Za-z0-9]+)?$")
+SAFETENSORS_TEMP = re.compile(r"^\.tmp[A-Za-z0-9]{6}$")  # Rust tempfile's NamedTempFile (safetensors 0.8 save_file)
 
 
 class DiskFullError(OSError):
@@ -150,28 +151,44 @@ def _sort_safetensors_header(path: Path) -> None:
         f.write(text + b" " * (size - len(text)))
 
 
+def read_json_lines(path: Path) -> list[dict]:
+    """The JSON-object lines of a log such as ``metrics.jsonl``; unparseable ones (a line torn by a kill) skipped."""
+    if not Path(path).is_file():
+        return []
+    out = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                out.append(record)
+    return out
+
+
 def atomic_torch_save(obj: object, path: Path, size_hint: int | None = None) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp), size_hint)
 
 
-def clean_stale_temps(directory: Path, recursive: bool = True) -> list[Path]:
+def clean_stale_temps(directory: Path, recursive: bool = True, locked: bool = False) -> list[Path]:
     """Remove temporary files left by processes that no longer run; returns what was removed.
 
     Temps of a live process (this one included) are kept: they belong to a writer that is still working.
+    ``locked``: the caller holds the directory's run lock, so no other process writes there; then the temps of
+    safetensors' own writer (``.tmpXXXXXX``, which it renames onto our temp path: it names no process) go too.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
     removed = []
-    candidates = directory.rglob(".*.tmp.*") if recursive else directory.glob(".*.tmp.*")
+    candidates = directory.rglob(".*tmp*") if recursive else directory.glob(".*tmp*")
     for candidate in candidates:
-        match = TEMP_PATTERN.match(candidate.name)
-        if not match or not candidate.is_file():
+        if not candidate.is_file():
             continue
-        pid = int(match.group(1))
-        if _pid_alive(pid):
+        match = TEMP_PATTERN.match(candidate.name)
+        if match is None and not (locked and SAFETENSORS_TEMP.match(candidate.name)):
+            continue
+        if match is not None and _pid_alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             candidate.unlink()

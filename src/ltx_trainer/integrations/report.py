@@ -1,29 +1,23 @@
 """What people look at after a run: a loss-curve PNG and a one-page HTML report with samples."""
 
-import contextlib
 import html
-import json
 from pathlib import Path
 
 import matplotlib
 
-from ltx_trainer.io import atomic_write, atomic_write_text
+from ltx_trainer.io import atomic_write, atomic_write_text, read_json_lines
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): no display on servers
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Every parseable record (a line torn by a kill is skipped); ``null`` losses (non-finite) read as NaN."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and "step" in record:
-                records.append({k: float("nan") if v is None else v for k, v in record.items()})
-    return records
+    """Every step record (a line torn by a kill is skipped); ``null`` losses (non-finite) read as NaN."""
+    return [
+        {k: float("nan") if v is None else v for k, v in record.items()}
+        for record in read_json_lines(path)
+        if "step" in record
+    ]
 
 
 def _smooth(values: list[float], weight: float = 0.9) -> list[float]:

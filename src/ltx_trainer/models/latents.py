@@ -207,7 +207,7 @@ def sigma_schedule(steps: int, num_tokens: int, terminal: float = 0.1, stretch: 
     mu = token_shift(num_tokens)
     t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[:-1]
     sigmas = math.exp(mu) / (math.exp(mu) + (1 / t - 1))
-    if stretch:
+    if stretch and steps > 1:  # one step has the single sigma 1.0: nothing to stretch (and 0/0 otherwise)
         one_minus = 1.0 - sigmas
         scale = one_minus[-1] / (1.0 - terminal)
         sigmas = 1.0 - one_minus / scale

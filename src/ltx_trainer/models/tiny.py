@@ -555,9 +555,16 @@ def write_tiny_ltxv(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     return {"single_file": single, "diffusers": out_dir / "diffusers", "t5": t5_dir}
 
 
-def write_tiny(out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0, fp8: bool = False) -> dict[str, Path]:
+def write_tiny(
+    out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0, fp8: bool = False, full_width_blocks: int = 0
+) -> dict[str, Path]:
     """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3`` or ``ltxv``) in every on-disk format; ``fp8`` adds
-    the pre-quantized fp8 single file (LTX-2 family)."""
+    the pre-quantized fp8 single file (LTX-2 family); ``full_width_blocks`` writes :func:`write_full_width_ltx23`
+    instead (``ltx2-2.3`` only)."""
+    if full_width_blocks:
+        if family != "ltx2-2.3" or fp8:
+            raise ValueError(f"full-width files are written for ltx2-2.3 (without fp8), not {family!r}")
+        return write_full_width_ltx23(out_dir, full_width_blocks, seed)
     if family in ("ltx2-2.0", "ltx2-2.3"):
         paths = write_tiny_ltx2(out_dir, version=family.removeprefix("ltx2-"), seed=seed)
         return {**paths, "fp8": write_fp8_variant(paths["single_file"])} if fp8 else paths

@@ -70,11 +70,22 @@ def launch(config: Path, num_processes: int, accelerate_config: Path | None = No
     return subprocess.run(command, check=False).returncode
 
 
-def accelerator_options() -> dict:
-    """Keyword arguments for ``Accelerator``: processes started by torchrun / ``accelerate launch --multi_gpu`` on a
-    machine without CUDA join one gloo group (Accelerate only does so when told ``cpu=True``; otherwise every rank
-    would silently train alone)."""
-    return {"cpu": launched() and not torch.cuda.is_available(), "kwargs_handlers": kwargs_handlers()}
+def make_accelerator(mixed_precision: str):
+    """The run's ``Accelerator``. Processes started by torchrun / ``accelerate launch --multi_gpu`` on a machine
+    without CUDA join one gloo group (Accelerate only does so when told ``cpu=True``; otherwise every rank would
+    silently train alone). A single process starts from a fresh Accelerate state: its state is process-global, and a
+    second run in the same process (a notebook, the bench's tiers) with another precision would otherwise be refused."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if not launched():
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        step_scheduler_with_optimizer=False,
+        cpu=launched() and not torch.cuda.is_available(),
+        kwargs_handlers=kwargs_handlers(),
+    )
 
 
 def kwargs_handlers() -> list:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ltx_trainer import logger
 from ltx_trainer.errors import EnvironmentProblem, UsageError
-from ltx_trainer.io import atomic_write_text, clean_stale_temps
+from ltx_trainer.io import atomic_write_text, clean_stale_temps, read_json_lines
 
 __all__ = ["RunLock", "append_metrics", "check_fresh_start", "clean_stale_temps", "truncate_metrics"]
 
@@ -106,24 +106,11 @@ def append_metrics(path: Path, metrics: dict) -> None:
         f.write(metrics_line(metrics) + "\n")
 
 
-def read_metrics_lines(path: Path) -> list[dict]:
-    """The parseable lines of a metrics log (a torn last line from a kill is skipped)."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict):
-                out.append(record)
-    return out
-
-
 def truncate_metrics(path: Path, step: int) -> int:
     """Keep the records of steps ``<= step`` (the resume point); returns how many records were dropped."""
     if not path.is_file():
         return 0
-    records = read_metrics_lines(path)
+    records = read_json_lines(path)
     kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= step]
     text = "".join(metrics_line(r) + "\n" for r in kept)
     if text != path.read_text(errors="replace"):

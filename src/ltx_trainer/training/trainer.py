@@ -11,7 +11,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
@@ -52,9 +51,7 @@ class Trainer:
         """Build everything. ``model`` replaces loading ``model.model_path`` (bench's random full-size models)."""
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
-        self.accelerator = Accelerator(
-            mixed_precision=mixed, step_scheduler_with_optimizer=False, **distributed.accelerator_options()
-        )
+        self.accelerator = distributed.make_accelerator(mixed)
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
         self.device = self.accelerator.device
@@ -532,7 +529,7 @@ class Trainer:
         except BaseException:
             self._release_output_dir()
             raise
-        removed = run_dir.clean_stale_temps(self.output_dir)
+        removed = run_dir.clean_stale_temps(self.output_dir, locked=True)
         if removed:
             logger.info("removed %d temp file(s) left by a killed run in %s", len(removed), self.output_dir)
 

@@ -56,6 +56,9 @@ def _audio_to_numpy(audio: torch.Tensor | np.ndarray) -> np.ndarray:
         logger.warning(f"audio shaped {tuple(array.shape)} has more channels than samples; expected [C, S]")
     if not array.is_floating_point():
         raise ValueError(f"expected a float waveform in [-1, 1], got {array.dtype}")
+    bad = int((~torch.isfinite(array)).sum())
+    if bad:  # the AAC encoder refuses them with a bare EINVAL
+        raise ValueError(f"the audio waveform has {bad} non-finite samples (NaN/inf) of {array.numel()}")
     return np.ascontiguousarray(array.float().clamp(-1.0, 1.0).numpy())
 
 
