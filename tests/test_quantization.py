@@ -1,10 +1,13 @@
 """Quantized frozen bases: every CPU-runnable mode trains a tiny LoRA that tracks the unquantized run, exports the
 same keys, stores the bytes the planner predicts; pre-quantized fp8 files load in fp8 and train; bad configs fail."""
 
+import logging
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from ltx_trainer import logger
 from ltx_trainer.config import LoraConfig, parse_config
 from ltx_trainer.config_checks import device_kind
 from ltx_trainer.models.base import ModalityInput, TextContext, TextFeatures
@@ -122,13 +125,24 @@ def quantized_run(tiny_ltx2, tmp_path_factory):
         },
         checkpoints={"precision": "bfloat16"},
     )
-    trainer = Trainer(config)
-    trainer.setup()
-    return paths, tmp / "run", trainer.train()
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        trainer = Trainer(config)
+        trainer.setup()
+    finally:
+        logger.removeHandler(handler)
+    return paths, tmp / "run", trainer.train(), messages
 
 
 def test_trainer_trains_a_quantized_lora_with_the_unquantized_keys(quantized_run):
-    paths, run_dir, result = quantized_run
+    paths, run_dir, result, messages = quantized_run
+    # quantized per unit while the single file streamed in (the host never held the base in full precision)
+    (line,) = [m for m in messages if m.startswith("acceleration.quantization")]
+    count = int(line.split(": ")[1].split()[0])
+    assert count > 0 and line.endswith(f"({count} as they streamed in)")
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     assert sorted(p.name for p in (run_dir / "samples").iterdir())  # validation sampled on the quantized base
     exported = {k: v.shape for k, v in load_file(result.weights).items()}
@@ -143,7 +157,7 @@ def test_trainer_trains_a_quantized_lora_with_the_unquantized_keys(quantized_run
 
 @pytest.mark.oracle
 def test_lora_trained_on_a_quantized_base_passes_official_lora_check(oracle, quantized_run):
-    paths, _, result = quantized_run
+    paths, _, result, _ = quantized_run
     out = oracle.run("lora_check.py", "--checkpoint", str(paths["single_file"]), "--lora", str(result.weights))
     assert "RESULT: PASS" in out
 

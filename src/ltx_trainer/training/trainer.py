@@ -157,7 +157,12 @@ class Trainer:
         self.model.load_device = device
         self.model.on_block = lambda name, unit: streamed.extend(quantize_module_(unit, mode, dtype, f"{name}."))
         rest = quantize_transformer_(self.model.transformer, mode, dtype, device)
-        logger.info("acceleration.quantization %s: %d linear layers quantized", mode, len(streamed) + rest)
+        logger.info(
+            "acceleration.quantization %s: %d linear layers quantized (%d as they streamed in)",
+            mode,
+            len(streamed) + rest,
+            len(streamed),
+        )
 
     def _setup_trainable(self) -> None:
         cfg = self.config
