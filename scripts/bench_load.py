@@ -8,9 +8,9 @@ count in RSS once they are used).
     uv run ltx-trainer make-tiny /tmp/fw --family ltx2-2.3 --full-width-blocks 2
     uv run python scripts/bench_load.py /tmp/fw/ltx-2.3-full-width-2-blocks.safetensors --gemma /tmp/fw/gemma
 
-Paths: ``bf16`` and ``fp32`` (streamed, cast on the way), ``int8`` (torchao ``Int8WeightOnlyConfig`` applied per
-loading unit through ``on_block``) and ``fp8`` (each ``nn.Linear`` weight of a unit cast to ``float8_e4m3fn`` through
-``on_block``: a storage stand-in until the quantization module is wired in; it measures memory, not a usable model).
+Paths: ``bf16`` and ``fp32`` (streamed, cast on the way); ``int8``, ``fp8`` and ``fp8-scaled``: the
+``acceleration.quantization`` modes, applied per loading unit through ``on_block`` exactly as the trainer does
+(``models/quantization.quantize_module_``).
 """
 
 import argparse
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PATHS = ("bf16", "fp32", "int8", "fp8")
+PATHS = ("bf16", "fp32", "int8", "fp8", "fp8-scaled")
 
 
 def _out(text: str) -> None:
@@ -34,26 +34,14 @@ def _rss_kib(field: str) -> int:
 
 
 def _quantizer(path: str):
+    """The trainer's own hook: ``acceleration.quantization`` applied per loading unit as it streams in."""
+    if path in ("bf16", "fp32"):
+        return None
     import torch
-    from torch import nn
 
-    if path == "int8":
-        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    from ltx_trainer.models.quantization import quantize_module_
 
-        def hook(name: str, module: nn.Module) -> None:
-            if isinstance(module, nn.Linear) or any(isinstance(m, nn.Linear) for m in module.modules()):
-                quantize_(module, Int8WeightOnlyConfig(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
-
-        return hook
-    if path == "fp8":
-
-        def hook(name: str, module: nn.Module) -> None:
-            for m in module.modules():
-                if isinstance(m, nn.Linear):
-                    m.weight = nn.Parameter(m.weight.data.to(torch.float8_e4m3fn), requires_grad=False)
-
-        return hook
-    return None
+    return lambda name, unit: quantize_module_(unit, path, torch.bfloat16, f"{name}.")
 
 
 def child(checkpoint: str, gemma: str, path: str) -> dict:

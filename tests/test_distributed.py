@@ -124,13 +124,13 @@ def test_two_processes_train_what_one_process_with_twice_the_batch_trains(data, 
 
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_job_and_two_processes_resume_exactly(data, tmp_path):
-    steps = 24
+    steps = 10
     out = tmp_path / "killed"
-    config = config_for(data, out, 1, steps=steps, checkpoints={"interval": 1, "keep_last_n": 3})
+    config = config_for(data, out, 1, steps=steps, checkpoints={"interval": 2, "keep_last_n": 2})
     config_path = write(config, tmp_path / "killed.yaml")
     proc = launch(config_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not list((out / "checkpoints").glob("training_state_step_0000[3-9].pt")) and time.time() < deadline:
+    while not list((out / "checkpoints").glob("training_state_step_0000[4-8].pt")) and time.time() < deadline:
         time.sleep(0.05)
     rank1 = _rank_pid(proc.pid, 1)
     os.kill(rank1, signal.SIGKILL)

@@ -47,7 +47,7 @@ def test_validation_during_training_writes_smaller_samples_and_reports_them(data
     )
     trainer = Trainer(config)
     trainer.setup()
-    assert "_text_encoder" not in trainer.model.__dict__  # prompts cached at setup, then the encoder unloaded
+    assert not trainer.model.text_encoder_loaded  # prompts cached at setup, then the encoder unloaded
     prompts = {"a square moves", "a square moves, then a cut", config.validation.negative_prompt}
     assert set(trainer.validation.runner.features) == prompts
     trainer.train()

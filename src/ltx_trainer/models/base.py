@@ -141,6 +141,10 @@ class LTXModel(Protocol):
     def unload_text_encoder(self) -> None:
         """Free the text encoder once prompts are cached."""
 
+    @property
+    def text_encoder_loaded(self) -> bool:
+        """Whether the text encoder is in memory now (it loads on first use)."""
+
     def text_feature_dims(self) -> tuple[int, int]:
         """Widths of the cached (pre-connector) video and audio text features."""
 

@@ -406,6 +406,10 @@ class LTX2Model:
         if home is not None:
             self.transformer.to(home)
 
+    @property
+    def text_encoder_loaded(self) -> bool:
+        return "_text_encoder" in self.__dict__
+
     # ---- the family-agnostic interface ---------------------------------------------------------------------------
     def encode_video(self, pixels: torch.Tensor, tiled: bool = False) -> torch.Tensor:
         vae = self.video_vae

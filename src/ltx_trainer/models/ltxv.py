@@ -282,6 +282,10 @@ class LTXVModel:
         """Free T5 once prompts are cached."""
         self.__dict__.pop("_text", None)
 
+    @property
+    def text_encoder_loaded(self) -> bool:
+        return "_text" in self.__dict__
+
     # ---- video ----------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_video(
