@@ -138,7 +138,9 @@ def split_scenes(
         raise PartialFailure(f"nothing produced: no clip from the {total} input(s) (see the table above)")
     problems = len(summary.failed) + len(summary.damaged)
     if problems:
-        raise PartialFailure(
-            f"{len(summary.failed)} of {len(summary.results)} input(s) failed and {len(summary.damaged)} damaged; "
-            f"see {summary.report}"
-        )
+        parts = [
+            f"{count} of {len(summary.results)} input(s) {what}"
+            for count, what in ((len(summary.failed), "failed"), (len(summary.damaged), "damaged (clips kept)"))
+            if count
+        ]
+        raise PartialFailure(f"{' and '.join(parts)}; see {summary.report}")
