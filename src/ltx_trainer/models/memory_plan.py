@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ltx_trainer.models.geometry import Geometry
 from ltx_trainer.models.quantization import linear_bytes, planned_parameter_bytes, quantizable_linears
 
 GB = 1e9
@@ -34,22 +35,18 @@ TRAINABLE_BYTES = 16  # fp32 weight + fp32 grad + AdamW's two fp32 moments per t
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What one training step sees."""
+class Shape(Geometry):
+    """What one training step sees: a clip's geometry, with or without audio."""
 
-    width: int
-    height: int
-    frames: int
-    fps: float = 24.0
     audio: bool = True
 
     @property
     def video_tokens(self) -> int:
-        return (self.width // 32) * (self.height // 32) * ((self.frames - 1) // 8 + 1)
+        return self.latent_grid().tokens
 
     @property
     def audio_tokens(self) -> int:
-        return math.ceil(self.frames / self.fps * 25) if self.audio else 0
+        return math.ceil(self.seconds * 25) if self.audio else 0  # 25 audio latents per second, rounded up
 
 
 @dataclass(frozen=True)
