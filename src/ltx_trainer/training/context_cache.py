@@ -31,6 +31,23 @@ def features_of(
     )
 
 
+def with_empty_prompt(
+    drop: torch.Tensor | None,
+    video: torch.Tensor,
+    audio: torch.Tensor | None,
+    mask: torch.Tensor,
+    empty: TextFeatures | TextContext | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Caption dropout: the batch items where ``drop`` is True take the empty prompt's tensors (features before the
+    connectors, or contexts after them)."""
+    if drop is None or not drop.any():
+        return video, audio, mask
+    video = torch.where(drop[:, None, None], empty.video.to(video.dtype), video)
+    if audio is not None:
+        audio = torch.where(drop[:, None, None], empty.audio.to(audio.dtype), audio)
+    return video, audio, torch.where(drop[:, None], empty.mask.to(mask.dtype), mask)
+
+
 def _on_cpu(context: TextContext) -> TextContext:
     return TextContext(
         context.video.cpu(), context.audio.cpu() if context.audio is not None else None, context.mask.cpu()
@@ -79,9 +96,5 @@ class ContextCache:
         video = torch.cat([c.video for c in items])
         audio = torch.cat([c.audio for c in items]) if items[0].audio is not None else None
         mask = torch.cat([c.mask for c in items])
-        if drop is not None and drop.any():
-            video = torch.where(drop[:, None, None], self.empty.video, video)
-            if audio is not None:
-                audio = torch.where(drop[:, None, None], self.empty.audio, audio)
-            mask = torch.where(drop[:, None], self.empty.mask.to(mask.dtype), mask)
+        video, audio, mask = with_empty_prompt(drop, video, audio, mask, self.empty)
         return TextContext(video.to(device), audio.to(device) if audio is not None else None, mask.to(device))

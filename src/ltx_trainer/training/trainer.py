@@ -29,7 +29,7 @@ from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
 from ltx_trainer.models.quantization import quantize_module_, quantize_transformer_
 from ltx_trainer.training import adapters, checkpoints, distributed, guards, resume, run_dir
-from ltx_trainer.training.context_cache import ContextCache, features_of
+from ltx_trainer.training.context_cache import ContextCache, features_of, with_empty_prompt
 from ltx_trainer.training.draws import Draws
 from ltx_trainer.training.metrics import PhaseTimer, TrainResult, sigma_bucket_losses
 from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
@@ -362,11 +362,7 @@ class Trainer:
             drop = draws.rand(video.shape[0]) < self.config.optimization.caption_dropout
         if self.contexts is not None and ids is not None:
             return self.contexts.batch(ids, drop, self.device)
-        if drop is not None and drop.any():
-            video = torch.where(drop[:, None, None], self.empty_prompt.video.to(video.dtype), video)
-            if audio is not None:
-                audio = torch.where(drop[:, None, None], self.empty_prompt.audio.to(audio.dtype), audio)
-            mask = torch.where(drop[:, None], self.empty_prompt.mask.to(mask.dtype), mask)
+        video, audio, mask = with_empty_prompt(drop, video, audio, mask, self.empty_prompt)
         return self.model.text_context(features_of(video, audio, mask, self.device, self.model.dtype))
 
     # ---- checkpoints and resume -----------------------------------------------------------------------------------
