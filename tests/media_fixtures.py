@@ -312,15 +312,18 @@ def make_damaged(
     start_fraction: float = 0.4,
     length_fraction: float = 0.1,
     seed: int = 0,
+    zeros: bool = False,
 ) -> Path:
-    """Copy ``src`` with a run of its bytes (from ``start_fraction``, ``length_fraction`` long) randomised.
+    """Copy ``src`` with a run of its bytes (from ``start_fraction``, ``length_fraction`` long) randomised (or zeroed:
+    a disk or transfer error the H.264 decoder conceals without reporting a bad packet).
 
     The container structure before and after the run survives, so readers meet corrupt packets mid-file.
     """
     data = bytearray(Path(src).read_bytes())
     begin = int(len(data) * start_fraction)
     end = begin + max(1, int(len(data) * length_fraction))
-    noise = np.random.default_rng(seed).integers(0, 256, end - begin, dtype=np.uint8).tobytes()
+    rng = np.random.default_rng(seed)
+    noise = bytes(end - begin) if zeros else rng.integers(0, 256, end - begin, dtype=np.uint8).tobytes()
     data[begin:end] = noise[: len(data) - begin]
     dst = Path(dst)
     dst.write_bytes(bytes(data))

@@ -388,6 +388,31 @@ def test_truncated_footage_is_reported_as_damaged(tmp_path: Path) -> None:
     assert done == total
 
 
+def test_footage_the_decoder_concealed_is_reported_as_damaged(tmp_path: Path) -> None:
+    """A zeroed run mid-file decodes every frame without a bad packet; the decoder flags the frame it concealed."""
+    import logging
+
+    from ltx_trainer import logger
+
+    good = make_clip(tmp_path / "good.mp4", 96, W, H, cuts=[48])
+    zeroed = make_damaged(good, tmp_path / "zeroed.mp4", start_fraction=0.5, length_fraction=0.008, zeros=True)
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        summary = split_folder([good, zeroed], tmp_path / "out", show_progress=False)
+    finally:
+        logger.removeHandler(handler)
+    clean, damaged = summary.results
+    assert clean.ok and clean.damaged is None
+    assert damaged.ok and summary.damaged == [damaged]
+    assert "decoder concealed" in (damaged.damaged or "") and "truncated" not in (damaged.damaged or "")
+    concealed = [m for m in warnings if "zeroed.mp4" in m and "concealed" in m]
+    assert len(concealed) == 1, warnings  # once, though detection and export both decode it
+    assert "decoder concealed" in summary.report.read_text()
+
+
 def test_every_input_is_accounted_for(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -442,3 +467,28 @@ def test_a_corrupt_packet_is_reported_once_per_file(tmp_path: Path) -> None:
     assert summary.results[0].ok
     bad_packets = [m for m in warnings if "damaged.mp4" in m and "undecodable packet" in m]
     assert len(bad_packets) == 1, warnings  # not once per decoding pass
+
+
+def test_odd_sized_footage_says_its_clips_are_padded(tmp_path: Path) -> None:
+    import av
+
+    odd = tmp_path / "odd.mkv"  # FFV1 in 4:4:4 stores odd sizes; H.264 clips (4:2:0) cannot
+    with av.open(str(odd), mode="w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 65, 47, "yuv444p"
+        for index, image in enumerate(clip_frames(24, 65, 47)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+    summary = split_folder([odd], tmp_path / "out", show_progress=False)
+    result = summary.results[0]
+    assert result.ok and len(result.clips) == 1
+    assert result.note == (
+        "odd size 65x47: clips padded to 66x48 by repeating the last row/column (H.264 in yuv420p needs even sizes)"
+    )
+    assert probe(result.clips[0]).width == 66 and probe(result.clips[0]).height == 48
+    assert result.note in summary.report.read_text()
+    command = _split(str(odd), "-o", str(tmp_path / "out2"))
+    assert "padded to 66x48" in command.output

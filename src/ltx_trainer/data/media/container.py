@@ -234,6 +234,15 @@ class _DecodeReport:
         self.bad_packets = 0
         self.first_error: str | None = None
         self.demux_error: str | None = None
+        self.concealed_frames = 0
+        self.first_concealed: float | None = None
+
+    def decoded(self, frame: av.frame.Frame) -> None:
+        """Count ``frame`` when the decoder flagged it corrupt (it concealed a damaged packet: expect artifacts)."""
+        if frame.is_corrupt:
+            self.concealed_frames += 1
+            if self.first_concealed is None:
+                self.first_concealed = frame.time
 
     def bad_packet(self, error: Exception) -> None:
         self.bad_packets += 1
@@ -246,6 +255,14 @@ class _DecodeReport:
                 self.path,
                 "bad packets",
                 f"{self.path}: skipped {self.bad_packets} undecodable packet(s) (first: {self.first_error})",
+            )
+        if self.concealed_frames:
+            where = f" (first at {self.first_concealed:.2f} s)" if self.first_concealed is not None else ""
+            warn_once(
+                self.path,
+                "concealed",
+                f"{self.path}: {self.concealed_frames} frame(s) decoded with errors the decoder concealed{where}; "
+                "they may show artifacts",
             )
         if self.demux_error:
             warn_once(
@@ -296,7 +313,9 @@ def decode_video_frames(container: av.container.InputContainer, path: Path) -> I
     stream.thread_type = "AUTO"
     report = _DecodeReport(path)
     try:
-        yield from _decode_stream(container, stream, report)
+        for frame in _decode_stream(container, stream, report):
+            report.decoded(frame)
+            yield frame
     finally:
         report.log()
 

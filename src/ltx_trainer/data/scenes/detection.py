@@ -202,6 +202,8 @@ class Detection:
         fps: The video's frame rate.
         decoded_frames: Frames that decoded.
         expected_frames: Frames the container announces (0 when it does not say).
+        concealed_frames: Frames the decoder flagged corrupt (it concealed a damaged packet; they decode, with
+            artifacts).
         min_frames: ``min_scene_len`` in frames.
         note: Why no scene was kept (``None`` when some were).
     """
@@ -212,10 +214,11 @@ class Detection:
     expected_frames: int
     min_frames: int
     note: str | None = None
+    concealed_frames: int = 0
 
     @property
-    def damaged(self) -> str | None:
-        """Why the video looks truncated or damaged (fewer frames decoded than announced), or ``None``."""
+    def truncated(self) -> str | None:
+        """Why the video looks truncated (fewer frames decoded than the container announces), or ``None``."""
         missing = self.expected_frames - self.decoded_frames
         if self.expected_frames <= 0 or missing <= max(1, self.expected_frames // 100):
             return None
@@ -223,6 +226,18 @@ class Detection:
             f"truncated or damaged: only {self.decoded_frames} of the {self.expected_frames} frames the file announces "
             f"decoded ({self.decoded_frames / self.fps:.3f} s of {self.expected_frames / self.fps:.3f} s)"
         )
+
+    @property
+    def damaged(self) -> str | None:
+        """Why the video looks truncated or damaged (see :attr:`truncated`; or frames the decoder had to conceal), or
+        ``None``."""
+        concealed = (
+            f"damaged: {self.concealed_frames} frame(s) decoded with errors the decoder concealed; clips over them may "
+            "show artifacts"
+            if self.concealed_frames
+            else None
+        )
+        return "; ".join(r for r in (self.truncated, concealed) if r) or None
 
 
 def detect_scenes(
@@ -303,12 +318,13 @@ def detect_video(
         from scenedetect import FrameTimecode
 
         cuts: list[int] = []
-        total = 0
+        total = concealed = 0
         size: tuple[int, int] | None = None
         frames = decode_video_frames(container, path)
         try:
             for index, frame in enumerate(frames):
                 total = index + 1
+                concealed += frame.is_corrupt
                 if progress is not None:
                     progress(1)
                 if index < start:
@@ -326,9 +342,9 @@ def detect_video(
             cuts.extend(tc.frame_num for tc in scene_detector.post_process(FrameTimecode(total - 1, fps=rate)))
         expected = _expected_num_frames(container)
 
-    result = Detection([], fps, total, expected, min_frames)
-    if damaged := result.damaged:
-        warn_once(path, "truncated", f"{path}: {damaged}")
+    result = Detection([], fps, total, expected, min_frames, concealed_frames=concealed)
+    if truncated := result.truncated:  # concealed frames were already logged by the decoder's report
+        warn_once(path, "truncated", f"{path}: {truncated}")
     end = total - skip_end_frames
     if end <= start:
         result.note = (

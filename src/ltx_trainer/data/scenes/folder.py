@@ -295,6 +295,12 @@ def split_folder(
                     progress=advance,
                 )
                 result.clips = exported.clips if split else []
+                if any(result.clips) and (info.width % 2 or info.height % 2):
+                    even = f"{info.width + info.width % 2}x{info.height + info.height % 2}"
+                    result.note = (
+                        f"odd size {info.width}x{info.height}: clips padded to {even} by repeating the last "
+                        "row/column (H.264 in yuv420p needs even sizes)"
+                    )
                 result.previews = exported.previews if previews else []
                 logger.info(f"{result.path}: {len(result.scenes)} scene(s)")
             except Exception as e:  # one bad input must not stop the run: record it and go on

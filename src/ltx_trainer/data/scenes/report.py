@@ -38,7 +38,7 @@ class InputResult:
         previews: The preview images of each scene (empty without previews).
         error: Why the input failed (without the path), or ``None``.
         damaged: Why the input looks truncated or damaged (its clips come from the part that decoded), or ``None``.
-        note: Why no scene was kept (``None`` when some were).
+        note: Why no scene was kept, or what was changed in its clips (odd sizes padded); ``None`` when nothing.
         resumed: Split by an earlier run with the same settings; its outputs were kept as they are.
         source: Size and modification time of the input when it was split.
         settings: The settings it was split with.
@@ -274,6 +274,8 @@ def write_report(
         if not r.scenes:
             parts.append(f"<p>{esc(r.note or 'No scene kept (all shorter than the minimum, or skipped).')}</p>")
             continue
+        if r.note:
+            parts.append(f"<p>{esc(r.note)}</p>")
         parts.append(
             "<table><tr><th>#</th><th>start</th><th>end</th><th>duration</th><th>frames</th>"
             "<th>previews</th><th>clip</th></tr>"
