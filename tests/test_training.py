@@ -315,14 +315,14 @@ def test_overfitting_one_clip_drops_the_loss_by_80_percent(tmp_path):
         lora=None,
         model={"training_mode": "full"},
         training_strategy={"name": "flexible", "video": {"is_generated": True, "latents_dir": "latents"}},
-        optimization={"steps": 300, "learning_rate": 3e-3, "scheduler_type": "constant"},
+        optimization={"steps": 270, "learning_rate": 3e-3, "scheduler_type": "constant"},
         flow_matching={
             "timestep_sampling_mode": "uniform",
             "timestep_sampling_params": {"min_value": 0.5, "max_value": 0.51},
         },
     )
     _, result = run(config)
-    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10  # 270 steps: 1.713 -> 0.307 (0.18)
     assert last <= 0.2 * first, f"loss {first:.3f} -> {last:.3f}"
 
 

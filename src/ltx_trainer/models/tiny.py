@@ -29,18 +29,8 @@ TINY_CORPUS = [
     "A man speaks to the camera in a quiet room. Cinematic lighting, slow dolly in.",
     "Rain falls on a neon street at night; cars pass and a siren fades away.",
 ]
-GEMMA_SPECIAL_TOKENS = [
-    "<pad>",
-    "<eos>",
-    "<bos>",
-    "<unk>",
-    "<mask>",
-    "<start_of_turn>",
-    "<end_of_turn>",
-    "<start_of_image>",
-    "<end_of_image>",
-    "<image_soft_token>",
-]
+GEMMA_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
+GEMMA_SPECIAL_TOKENS += ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
 
 
 def tiny_ltx2_config(version: str = "2.0", video_dim: int = 32) -> dict:
@@ -411,17 +401,8 @@ def write_fp8_variant(single_file: Path) -> Path:
     with safe_open(single_file, "pt") as f:
         metadata = f.metadata()
         sd = {k: f.get_tensor(k) for k in f.keys()}
-    blocks = "model.diffusion_model.transformer_blocks."
-    count = 1 + max(int(k.removeprefix(blocks).split(".")[0]) for k in sd if k.startswith(blocks))
-    kept = {0} | (set(range(count - 5, count)) if count > 6 else set())
-    keys = [
-        k
-        for k, v in sd.items()
-        if k.startswith(blocks) and k.endswith(".weight") and v.ndim == 2
-        if int(k.removeprefix(blocks).split(".")[0]) not in kept
-    ]
     target = Path(single_file).with_name(Path(single_file).stem + "-fp8.safetensors")
-    return atomic_save_safetensors(quantize_fp8_file_tensors(sd, keys), target, metadata)
+    return atomic_save_safetensors(quantize_fp8_file_tensors(sd), target, metadata)
 
 
 # A 0.9.5+-shaped LTXV at the smallest widths the architecture accepts: 128 latent channels, 8x temporal and 32x
