@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 ORACLE_DIR ?= $(abspath ../shared/oracle)
 ORACLE_VENV ?= /tmp/ltx-oracle-venv
 
-.PHONY: bootstrap sync test lint demo oracle clean
+.PHONY: bootstrap sync test test-slow lint demo oracle clean
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || { echo "[make] installing uv with pip"; $(PYTHON) -m pip install -q uv; }
@@ -24,8 +24,15 @@ oracle:
 		bash "$(ORACLE_DIR)/setup.sh" "$(ORACLE_VENV)" >/dev/null || echo "[make] oracle venv could not be built; parity tests will skip"; \
 	else echo "[make] no oracle at $(ORACLE_DIR); parity tests will skip"; fi
 
+PYTEST = LTX_ORACLE_DIR="$(ORACLE_DIR)" LTX_ORACLE_PYTHON="$(ORACLE_VENV)/bin/python" $(UV) run --frozen pytest
+
+# The suite without the end-to-end cases marked slow (real multi-process runs, kill loops, 100-step curves, the demo).
 test: lint oracle
-	LTX_ORACLE_DIR="$(ORACLE_DIR)" LTX_ORACLE_PYTHON="$(ORACLE_VENV)/bin/python" $(UV) run --frozen pytest
+	$(PYTEST) -m "not slow"
+
+# The slow end-to-end cases; CI (.ci/run) runs them after `make test`.
+test-slow: sync oracle
+	$(PYTEST) -m slow
 
 demo: sync
 	$(UV) run --frozen ltx-trainer demo

@@ -71,6 +71,7 @@ def launch(config_path: Path, processes: int = 2, **popen) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=REPO, env=env, text=True, **popen)
 
 
+@pytest.mark.slow
 def test_two_processes_train_what_one_process_with_twice_the_batch_trains(data, tmp_path):
     """2 x batch 1 (launched by `train --num-processes 2`, with validation) == 1 x batch 2; the 2-process checkpoint
     resumes in 1 process with the same global batch, and a resume with another global batch is refused."""

@@ -288,10 +288,15 @@ def test_train_cli_reports_missing_paths(datasets, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     proc = subprocess.run(
-        [sys.executable, "-m", "ltx_trainer.cli", "train", str(path)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-X", "importtime", "-m", "ltx_trainer.cli", "train", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2  # config/usage (errors.py)
     assert "data.preprocessed_data_root" in proc.stdout + proc.stderr
+    imported = {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "ltx_trainer.config" in imported and "torch" not in imported  # reported before the heavy imports
 
 
 @pytest.mark.slow

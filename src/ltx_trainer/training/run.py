@@ -1,13 +1,28 @@
-"""``ltx-trainer train CONFIG``: load and check the config, then set up and run the trainer."""
+"""``ltx-trainer train CONFIG``: load and check the config, then set up and run the trainer.
+
+The config and its paths are checked before torch and the model libraries are imported (seconds on a loaded
+machine), so a typo is reported at once.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ltx_trainer.config import check_paths, load_config
+from ltx_trainer.config import LtxTrainerConfig, check_paths, load_config
 from ltx_trainer.errors import UsageError
-from ltx_trainer.training.metrics import TrainResult
-from ltx_trainer.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from ltx_trainer.training.metrics import TrainResult
+
+
+def checked_config(path: Path) -> LtxTrainerConfig:
+    """The config at ``path``, validated, with every path it names existing (else one :class:`UsageError`)."""
+    cfg = load_config(path)
+    problems = check_paths(cfg)
+    if problems:
+        raise UsageError(f"{path}: " + "\n  ".join(["paths that don't exist:", *problems]))
+    return cfg
 
 
 def launch_from_file(path: Path, num_processes: int, accelerate_config: Path | None = None) -> int:
@@ -15,10 +30,7 @@ def launch_from_file(path: Path, num_processes: int, accelerate_config: Path | N
     through Accelerate; returns the job's exit code (non-zero when any rank failed)."""
     from ltx_trainer.training.distributed import launch
 
-    cfg = load_config(path)
-    problems = check_paths(cfg)
-    if problems:
-        raise UsageError(f"{path}: " + "\n  ".join(["paths that don't exist:", *problems]))
+    checked_config(path)
     return launch(Path(path), num_processes, accelerate_config)
 
 
@@ -26,10 +38,9 @@ def train_from_file(path: Path) -> TrainResult | None:
     """Train from a YAML config; expected failures raise :class:`ltx_trainer.errors.LtxTrainerError` subclasses.
 
     Returns None on the non-main processes of a launched job."""
-    cfg = load_config(path)
-    problems = check_paths(cfg)
-    if problems:
-        raise UsageError(f"{path}: " + "\n  ".join(["paths that don't exist:", *problems]))
+    cfg = checked_config(path)
+    from ltx_trainer.training.trainer import Trainer
+
     trainer = Trainer(cfg, config_source=Path(path))
     trainer.setup()
     result = trainer.train()
