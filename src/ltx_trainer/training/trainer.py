@@ -28,7 +28,7 @@ from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
 from ltx_trainer.models.quantization import quantize_module_, quantize_transformer_
-from ltx_trainer.training import adapters, checkpoints, distributed, guards, resume, run_dir
+from ltx_trainer.training import adapters, checkpoints, distributed, guards, resume, run_dir, warm_start
 from ltx_trainer.training.context_cache import ContextCache, features_of, with_empty_prompt
 from ltx_trainer.training.draws import Draws
 from ltx_trainer.training.metrics import PhaseTimer, TrainResult, sigma_bucket_losses
@@ -166,9 +166,18 @@ class Trainer:
 
     def _setup_trainable(self) -> None:
         cfg = self.config
+        start = (
+            warm_start.resolve(cfg.model.load_checkpoint, cfg.model.training_mode)
+            if cfg.model.load_checkpoint
+            else None
+        )
+        if start is not None and cfg.model.training_mode == "full":
+            warm_start.use_transformer_of(self.model, start)
         transformer = self.model.transformer
         if cfg.model.training_mode == "lora":
             self.trainable = adapters.add_lora(transformer, cfg.lora)
+            if start is not None:
+                warm_start.load_lora(transformer, self.model, start, cfg.lora)
         else:
             transformer.requires_grad_(True)
             transformer.float()
