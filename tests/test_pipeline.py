@@ -272,3 +272,59 @@ def test_run_pipeline_needs_a_pipeline_section(tiny_ltx2, tmp_path):
     result = invoke(app, ["run-pipeline", tmp_path, "-c", config])
     assert result.exit_code == 2
     assert "no pipeline section" in result.output
+
+
+@pytest.mark.slow
+def test_splitting_again_with_other_settings_redoes_only_what_changed(tiny_ltx2, tmp_path):
+    """A re-split rewrites clips under the same names: their captions (unedited) and cache files are made again, the
+    cache of clips that are gone is removed, an edited caption of a changed clip stops the pipeline."""
+    footage = write_footage(tmp_path / "footage")
+    args = ["--stages", "split,caption,preprocess", "--no-progress"]
+    first = pipeline_config(tmp_path / "a.yaml", tiny_ltx2["2.0"], tmp_path)
+    assert invoke(app, ["run-pipeline", footage, "-c", first, *args]).exit_code == 0
+    dataset, cache = tmp_path / "dataset", tmp_path / "dataset" / ".precomputed"
+    assert len(list((cache / "latents").glob("*.safetensors"))) == 6
+
+    edited = dataset / "video_2-Scene-001.txt"
+    edited.write_text("tinystyle my own words\n")
+    second = pipeline_config(tmp_path / "b.yaml", tiny_ltx2["2.0"], tmp_path, {"split": {"max_scenes": 1}})
+    result = invoke(app, ["run-pipeline", footage, "-c", second, *args])
+    assert result.exit_code == 3, result.output
+    assert f"stage 2/3 caption failed: {dataset / 'video_2-Scene-001.mp4'}: the clip changed" in result.output
+
+    edited.unlink()
+    result = invoke(app, ["run-pipeline", footage, "-c", second, *args])
+    assert result.exit_code == 0, result.output
+    assert "[2/3] caption done: captioned 3, kept 0" in result.output  # 2 changed clips again, 1 deleted caption
+    assert "3 clip(s) and 3 caption(s) encoded" in result.output
+    assert sorted(p.stem for p in (cache / "latents").glob("*.safetensors")) == [
+        f"video_{i}-Scene-001" for i in range(3)
+    ]
+
+
+def test_a_run_trained_on_another_dataset_is_not_resumed(tmp_path):
+    from ltx_trainer.errors import DataError
+    from ltx_trainer.pipeline.stages import Context, Layout, _refuse_changed_dataset
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "lora_weights_step_00003.safetensors").write_bytes(b"")
+    cfg = parse_config(
+        {"model": {"model_path": "/m"}, "lora": {}, "data": {"preprocessed_data_root": str(tmp_path)}}, "p.yaml"
+    )
+    trained = {"train": {"fingerprint": {"samples": {"a": [1, 2, "x"], "b": [1, 2, "y"]}}}}
+    layout = Layout(None, tmp_path / "dataset", run_dir)
+    same = Context(
+        cfg,
+        cfg.pipeline,
+        layout,
+        tmp_path / "p.yaml",
+        previous=trained,
+        dataset_samples={"a": [1, 2, "x"], "b": [1, 2, "y"]},
+    )
+    _refuse_changed_dataset(same)
+    other = Context(
+        cfg, cfg.pipeline, layout, tmp_path / "p.yaml", previous=trained, dataset_samples={"a": [1, 3, "x"]}
+    )
+    with pytest.raises(DataError, match=r"trained on another version of the dataset \(2 sample\(s\)"):
+        _refuse_changed_dataset(other)

@@ -38,8 +38,11 @@ def write_state(path: Path, layout: Layout, results: Iterable[StageResult], earl
             "detail": result.detail,
             "seconds": round(result.seconds, 3),
             "links": {label: str(p) for label, p in result.links.items()},
-            **({"fingerprint": result.fingerprint} if result.fingerprint is not None else {}),
         }
+        # a failed run keeps what the last successful one recorded (a rerun compares its inputs with it)
+        fingerprint = result.fingerprint or earlier.get("stages", {}).get(result.name, {}).get("fingerprint")
+        if fingerprint is not None:
+            stages[result.name]["fingerprint"] = fingerprint
     state = {
         "version": STATE_VERSION,
         "updated": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -202,7 +202,8 @@ def run_pipeline(
             result = STAGES[name](ctx)
         except (LtxTrainerError, KeyboardInterrupt) as e:
             failure = _failure(name, index, total, e, [s.name for s in results.values() if s.status != "off"])
-            results[name] = StageResult(name, "failed", str(failure), time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            results[name] = StageResult(name, "failed", str(failure), seconds, fingerprint=ctx.fingerprints.get(name))
             _record(layout, results, state)
             raise failure from e
         result.seconds = time.perf_counter() - started

@@ -16,6 +16,7 @@ raise :class:`ltx_trainer.errors.LtxTrainerError` subclasses (``run.py`` names t
 from __future__ import annotations
 
 import gc
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,12 @@ class Context:
     progress: bool = True
     previous: dict[str, Any] = field(default_factory=dict)  # the state file's stages of earlier runs
     weights: Path | None = None  # set by the train stage
+    dataset_samples: dict[str, list] | None = None  # what preprocess last saw of the dataset (its fingerprint)
+    fingerprints: dict[str, dict] = field(default_factory=dict)  # recorded even when a stage fails
+
+    def __post_init__(self) -> None:
+        if self.dataset_samples is None:
+            self.dataset_samples = self.previous.get("preprocess", {}).get("fingerprint", {}).get("samples")
 
 
 # ---- split ----------------------------------------------------------------------------------------------------------
@@ -144,12 +151,46 @@ def captioner_options(pipeline: PipelineConfig) -> dict[str, Any]:
     return pipeline.caption.model_dump(exclude={"trigger", "clean"})
 
 
+def _stamp(path: Path) -> list[int]:
+    """``[size, mtime_ns]``: what tells that a file was rewritten (a re-split clip keeps its name)."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _recaption_changed_clips(ctx: Context, media: list[Path]) -> int:
+    """Captions this stage wrote for clips that changed since (split again with other settings, same names): removed,
+    so that they are captioned again. A caption edited since it was written is the user's: the stage stops instead."""
+    earlier = ctx.previous.get("caption", {}).get("fingerprint", {}).get("clips", {})
+    stale = []
+    for clip in media:
+        record, sidecar = earlier.get(clip.relative_to(ctx.layout.dataset).as_posix()), clip.with_suffix(".txt")
+        if record is None or not sidecar.is_file() or record["clip"] == _stamp(clip):
+            continue
+        if _digest(sidecar.read_text(encoding="utf-8")) != record["caption"]:
+            raise DataError(
+                f"{clip}: the clip changed since it was captioned, and {sidecar} was edited since; update or delete "
+                "that caption, then rerun"
+            )
+        stale.append(sidecar)
+    for sidecar in stale:
+        logger.info("%s: its clip changed since it was captioned; captioning it again", sidecar)
+        sidecar.unlink()
+    return len(stale)
+
+
 def caption(ctx: Context) -> StageResult:
     from ltx_trainer.data.captioning import caption_dataset, find_media, make_captioner
 
     opts, dataset = ctx.pipeline.caption, ctx.layout.dataset
-    if not find_media(dataset):
+    media = find_media(dataset)
+    if not media:
         raise DataError(f"{dataset}: no video, image or audio files to caption; run the split stage or add clips")
+    settings = {**captioner_options(ctx.pipeline), "trigger": opts.trigger, "clean": opts.clean}
+    redone = _recaption_changed_clips(ctx, media)
     captioner = make_captioner(**captioner_options(ctx.pipeline))
     summary = caption_dataset(
         dataset, captioner, fmt="txt", trigger=opts.trigger, style=opts.style, clean=opts.clean, progress=ctx.progress
@@ -161,8 +202,29 @@ def caption(ctx: Context) -> StageResult:
         raise PartialFailure(f"{len(summary.failed)} of {summary.total} file(s) failed; see {summary.failures_file}")
     if summary.succeeded == 0 and not summary.empty:
         raise PartialFailure(f"no caption was produced for the {summary.total} file(s) of {dataset}")
-    status = "done" if summary.captioned else "skipped"
-    return StageResult("caption", status, summary.describe(), links=links)
+    detail = summary.describe() + (f" ({redone} clip(s) changed: captioned again)" if redone else "")
+    earlier = ctx.previous.get("caption", {}).get("fingerprint", {}).get("settings")
+    if earlier is not None and earlier != settings and summary.skipped:
+        changed = ", ".join(k for k in settings if settings[k] != earlier.get(k))
+        logger.warning(
+            "pipeline.caption changed since the captions were written (%s): the %d existing caption(s) are kept "
+            "(captions are never overwritten); delete their .txt files to caption them again",
+            changed,
+            summary.skipped,
+        )
+        detail += f"; pipeline.caption changed ({changed}): existing captions kept"
+    clips = {
+        m.relative_to(dataset).as_posix(): {
+            "clip": _stamp(m),
+            "caption": _digest(m.with_suffix(".txt").read_text(encoding="utf-8")),
+        }
+        for m in media
+        if m.with_suffix(".txt").is_file()
+    }
+    fingerprint = {"settings": settings, "clips": clips}
+    return StageResult(
+        "caption", "done" if summary.captioned else "skipped", detail, links=links, fingerprint=fingerprint
+    )
 
 
 # ---- preprocess -----------------------------------------------------------------------------------------------------
@@ -217,10 +279,49 @@ def preprocess_folders(ctx: Context, model: Any) -> set[str]:
     return {VIDEO_DIR, TEXT_DIR} | ({AUDIO_DIR} if (model.spec.has_audio if audio is None else audio) else set())
 
 
+def _drop_stale_samples(ctx: Context) -> dict[str, list]:
+    """Cache files of samples whose clip or caption changed (or went away) since this stage made them are removed, so
+    that preprocess makes them again (its own fingerprints record settings and encoders, not the inputs). Cache files
+    of samples with no clip that this stage never made are not the pipeline's: it stops instead.
+
+    Returns:
+        ``{sample id: [size, mtime_ns, caption digest]}`` of the dataset now (recorded in the state file).
+    """
+    from ltx_trainer.data.cache import CACHE_SUFFIXES
+    from ltx_trainer.data.preprocess_inputs import load_dataset
+
+    items, _, _ = load_dataset(ctx.layout.dataset)
+    now = {item.sample_id: [*_stamp(item.media), _digest(item.caption)] for item in items}
+    earlier = ctx.previous.get("preprocess", {}).get("fingerprint", {}).get("samples", {})
+    cache = ctx.layout.cache
+    files: dict[str, list[Path]] = {}
+    for folder in (VIDEO_DIR, AUDIO_DIR, TEXT_DIR):
+        for path in sorted((cache / folder).rglob("*")) if (cache / folder).is_dir() else []:
+            if path.suffix in CACHE_SUFFIXES and not path.name.startswith("."):
+                sample_id = path.relative_to(cache / folder).with_suffix("").as_posix()
+                files.setdefault(sample_id, []).append(path)
+    foreign = sorted(sid for sid in files if sid not in now and sid not in earlier)
+    if foreign:
+        raise DataError(
+            f"{cache}: {len(foreign)} cached sample(s) have no clip in {ctx.layout.dataset} ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}) and were not made by this pipeline; training would use them: "
+            "delete them (or the whole .precomputed folder) and rerun"
+        )
+    stale = sorted(sid for sid in files if sid in earlier and now.get(sid) != earlier[sid])
+    for sample_id in stale:
+        why = "its clip or caption changed" if sample_id in now else "its clip is gone"
+        logger.info("%s: %s since it was preprocessed; removing its cache files", sample_id, why)
+        for path in files[sample_id]:
+            path.unlink()
+    return now
+
+
 def preprocess(ctx: Context) -> StageResult:
     from ltx_trainer.data.preprocess import preprocess_dataset
 
     model, options = preprocess_setup(ctx)
+    samples = ctx.dataset_samples = _drop_stale_samples(ctx)
+    ctx.fingerprints["preprocess"] = {"samples": samples}
     result = preprocess_dataset(ctx.layout.dataset, model, options)
     del model
     _free_memory()
@@ -238,10 +339,28 @@ def preprocess(ctx: Context) -> StageResult:
         f"{len(result.failed)} skipped; {result.calls.get('video', 0)} clip(s) and {result.calls.get('text', 0)} "
         "caption(s) encoded"
     )
-    return StageResult("preprocess", "done" if result.written else "skipped", detail, links=links)
+    status = "done" if result.written else "skipped"
+    return StageResult("preprocess", status, detail, links=links, fingerprint={"samples": samples})
 
 
 # ---- train ----------------------------------------------------------------------------------------------------------
+
+
+def _refuse_changed_dataset(ctx: Context) -> None:
+    """A run folder with checkpoints trained on another dataset (clips or captions changed and preprocessed again):
+    resuming or calling it finished would mix two datasets. Its checkpoints are not the pipeline's to delete."""
+    from ltx_trainer.training import checkpoints
+
+    now = ctx.dataset_samples
+    trained = ctx.previous.get("train", {}).get("fingerprint", {}).get("samples")
+    folder = ctx.layout.run / "checkpoints"
+    if now is None or trained is None or now == trained or not checkpoints.saved_steps(folder):
+        return
+    changed = sorted(k for k in now.keys() | trained.keys() if now.get(k) != trained.get(k))
+    raise DataError(
+        f"{folder}: trained on another version of the dataset ({len(changed)} sample(s) added, changed or gone since, "
+        f"e.g. {changed[0]}); train into a new output_dir (or --out), or move that folder away, and rerun"
+    )
 
 
 def train(ctx: Context) -> StageResult:
@@ -250,6 +369,8 @@ def train(ctx: Context) -> StageResult:
     problems = check_paths(ctx.cfg)
     if problems:
         raise UsageError(f"{ctx.config_path}: " + "; ".join(problems))
+    _refuse_changed_dataset(ctx)
+    ctx.fingerprints["train"] = {"samples": ctx.dataset_samples}
     trainer = Trainer(ctx.cfg, config_source=ctx.config_path)
     trainer.setup()
     result = trainer.train()
@@ -259,11 +380,12 @@ def train(ctx: Context) -> StageResult:
         raise DataError(f"{ctx.layout.run / 'checkpoints'}: the finished run's weights file is missing; retrain")
     ctx.weights = result.weights
     links = {"report.html": ctx.layout.run / "report.html", "weights": result.weights}
+    fingerprint = ctx.fingerprints["train"]
     if result.finished_before:
-        return StageResult("train", "skipped", f"already finished: {result.weights.name}", links=links)
-    return StageResult(
-        "train", "done", f"{result.steps} steps in {result.seconds:.0f} s -> {result.weights.name}", links=links
-    )
+        detail = f"already finished: {result.weights.name}"
+        return StageResult("train", "skipped", detail, links=links, fingerprint=fingerprint)
+    detail = f"{result.steps} steps in {result.seconds:.0f} s -> {result.weights.name}"
+    return StageResult("train", "done", detail, links=links, fingerprint=fingerprint)
 
 
 # ---- sample ---------------------------------------------------------------------------------------------------------
@@ -305,17 +427,12 @@ def sample_config(ctx: Context) -> ValidationConfig:
     return val.model_copy(update={"samples": samples})
 
 
-def _stamp(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def sample(ctx: Context) -> StageResult:
     weights = final_weights(ctx)
     val = sample_config(ctx)
     model_cfg = ctx.cfg.model
     fingerprint = {
-        "weights": _stamp(weights),
+        "weights": [str(weights), *_stamp(weights)],
         "model_path": str(model_cfg.model_path),
         "text_encoder_path": str(model_cfg.text_encoder_path),
         "validation": val.model_dump(mode="json", exclude={"interval", "skip_initial_validation"}),
