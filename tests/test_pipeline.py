@@ -328,3 +328,42 @@ def test_a_run_trained_on_another_dataset_is_not_resumed(tmp_path):
     )
     with pytest.raises(DataError, match=r"trained on another version of the dataset \(2 sample\(s\)"):
         _refuse_changed_dataset(other)
+
+
+def test_out_puts_everything_under_one_folder_and_raw_dir_names_the_footage(tiny_ltx2, tmp_path):
+    footage = write_footage(tmp_path / "footage")
+    config = pipeline_config(tmp_path / "p.yaml", tiny_ltx2["2.0"], tmp_path, {"raw_dir": str(footage)})
+    out = tmp_path / "elsewhere"
+    result = invoke(app, ["run-pipeline", "-c", config, "--out", out, "--stages", "split", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "dataset").glob("*-Scene-*.mp4"))) == 6
+    assert state(out)["split"]["status"] == "done" and (out / "pipeline_report.html").is_file()
+    assert not (tmp_path / "dataset").exists() and not (tmp_path / "run").exists()  # the config's folders
+
+
+def test_preprocess_options_reach_the_preprocess_run(tiny_ltx2, tmp_path):
+    import torch
+
+    from ltx_trainer.pipeline.stages import Context, Layout, preprocess_folders, preprocess_setup
+
+    options = {
+        "fps": 12.0,
+        "crop": "random",
+        "seed": 5,
+        "vae_tiling": True,
+        "audio": False,
+        "allow_missing_audio": True,
+        "device": "cpu",
+        "latents_dtype": "fp32",
+        "compute_dtype": "fp32",
+    }
+    config = pipeline_config(tmp_path / "p.yaml", tiny_ltx2["2.0"], tmp_path, {"preprocess": options})
+    cfg = load_config(config)
+    ctx = Context(cfg, cfg.pipeline, Layout(None, tmp_path / "dataset", tmp_path / "run"), config)
+    model, made = preprocess_setup(ctx)
+    assert {k: getattr(made, k) for k in options if hasattr(made, k)} == {
+        k: v for k, v in options.items() if k not in ("latents_dtype", "compute_dtype")
+    }
+    assert made.dtype == torch.float32 and model.dtype == torch.float32
+    assert [str(b) for b in made.buckets] == ["64x64x9"] and made.output == tmp_path / "dataset" / ".precomputed"
+    assert preprocess_folders(ctx, model) == {"latents", "conditions"}  # audio: false

@@ -21,8 +21,9 @@ def run_pipeline(
     out: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Put everything under DIR: the dataset in DIR/dataset, training, report and samples in DIR "
-            "(instead of the config's data.preprocessed_data_root and output_dir)."
+            "(instead of the config's data.preprocessed_data_root and output_dir).",
         ),
     ] = None,
     stages: Annotated[
