@@ -192,7 +192,7 @@ def run_pipeline(
     ctx = Context(cfg, pipeline, layout, config_path, progress, previous=state.get("stages", {}))
     _check_before_running(ctx)
 
-    results = {name: StageResult(name, "off") for name in PIPELINE_STAGES}
+    results = {name: _not_run(name, ctx.previous.get(name)) for name in PIPELINE_STAGES}
     total = len(pipeline.stages)
     for index, name in enumerate(pipeline.stages, 1):
         if on_start is not None:
@@ -212,6 +212,16 @@ def run_pipeline(
         if on_end is not None:
             on_end(index, total, result)
     return PipelineResult(layout, list(results.values()), layout.report)
+
+
+def _not_run(name: str, earlier: dict | None) -> StageResult:
+    """A stage outside this run's stages, with what an earlier run recorded for it (the report still links it)."""
+    if not earlier:
+        return StageResult(name, "off", "not in the stages")
+    links = {label: Path(p) for label, p in earlier.get("links", {}).items()}
+    return StageResult(
+        name, "off", f"not in the stages; earlier run: {earlier['status']}: {earlier['detail']}", 0, links
+    )
 
 
 def _record(layout: Layout, results: dict[str, StageResult], state: dict) -> None:
