@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ltx_trainer import logger
 from ltx_trainer.config import PIPELINE_STAGES, LtxTrainerConfig, PipelineConfig, check_paths, load_config
-from ltx_trainer.errors import Interrupted, LtxTrainerError, UsageError
+from ltx_trainer.errors import EXIT_ENVIRONMENT, Interrupted, LtxTrainerError, UsageError
+from ltx_trainer.io import DiskFullError
 from ltx_trainer.pipeline.report import read_state, write_report, write_state
 from ltx_trainer.pipeline.stages import STAGES, Context, Layout, StageResult, preprocess_folders, preprocess_setup
 
@@ -151,7 +152,7 @@ def _failure(stage: str, index: int, total: int, error: BaseException, done: lis
     return StageFailed(
         f"stage {index}/{total} {stage} {verb}: {message}; rerun the same run-pipeline command to go on from "
         f"{stage}{kept}",
-        getattr(error, "exit_code", Interrupted.exit_code),
+        EXIT_ENVIRONMENT if isinstance(error, DiskFullError) else getattr(error, "exit_code", Interrupted.exit_code),
     )
 
 
@@ -200,7 +201,7 @@ def run_pipeline(
         started = time.perf_counter()
         try:
             result = STAGES[name](ctx)
-        except (LtxTrainerError, KeyboardInterrupt) as e:
+        except (LtxTrainerError, DiskFullError, KeyboardInterrupt) as e:
             failure = _failure(name, index, total, e, [s.name for s in results.values() if s.status != "off"])
             seconds = time.perf_counter() - started
             results[name] = StageResult(name, "failed", str(failure), seconds, fingerprint=ctx.fingerprints.get(name))
