@@ -14,7 +14,9 @@ through a pipe and, when ``block``, waits until the parent lets it go (or kills 
   file complete and fsynced, not yet renamed (a kill leaves a temp file and no final file);
 - ``renamed-weights`` / ``renamed-state``: right after that file was renamed into place (the next one is not);
 - ``prune``: the first file deletion of the retention pass after the checkpoint of ``step``;
-- ``setup-write``: the first atomic write of the process (config copies, the metrics log cut back on resume).
+- ``setup-write``: the first atomic write of the process (config copies, the metrics log cut back on resume);
+- ``preprocess-sample``: ``step`` is a sample count: before preprocess writes anything of its ``step``-th sample (the
+  ones before it are complete: latents and audio latents; text features come after all media).
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ CHECKPOINT_PHASES = {"fsync-weights": 1, "fsync-state": 2, "renamed-weights": 1,
 
 def _install_pauses(pauses: list[Pause], notify: int, release: int) -> None:
     from ltx_trainer import io
+    from ltx_trainer.data import preprocess
     from ltx_trainer.training.trainer import Trainer
 
-    state = {"saving": None, "fsync": 0, "renamed": 0, "unlink": 0, "writes": 0}
+    state = {"saving": None, "fsync": 0, "renamed": 0, "unlink": 0, "writes": 0, "samples": []}
     pending = list(pauses)
 
     def hit(phase: str, step: int) -> None:
@@ -105,7 +108,13 @@ def _install_pauses(pauses: list[Pause], notify: int, release: int) -> None:
         finally:
             state["saving"] = None
 
+    def on_sample_write(run, folder, sample_id, *_):
+        if folder != "conditions" and sample_id not in state["samples"]:
+            state["samples"].append(sample_id)
+            hit("preprocess-sample", len(state["samples"]))
+
     Trainer.save_checkpoint = save_checkpoint
+    wrap(preprocess._Run, "write", on_sample_write)
     wrap(Trainer, "_optimizer_step", on_step)
     wrap(os, "fsync", on_fsync)
     wrap(io, "_fsync_dir", on_renamed)

@@ -47,6 +47,7 @@ VIDEO, AUDIO, BOTH = frozenset({"video"}), frozenset({"audio"}), frozenset({"vid
 MODES = {
     "t2v_lora.yaml": Mode("text-to-video", BOTH),
     "t2v_low_vram_lora.yaml": Mode("text-to-video, low VRAM", BOTH),
+    "pipeline_t2v_lora.yaml": Mode("text-to-video from footage (run-pipeline)", BOTH),
     "official_t2v_legacy.yaml": Mode("legacy text_to_video", BOTH),
     "i2v_lora.yaml": Mode("image-to-video", BOTH),
     "video_extend_forward_lora.yaml": Mode("video extension forward (prefix)", BOTH),

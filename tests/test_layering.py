@@ -2,7 +2,7 @@
 model family.
 
     config, io, errors (and the package root)  <-  models  <-  data  <-  integrations  <-  sampling  <-  training
-                                                                                  commands, cli, demo on top
+        <-  pipeline (run-pipeline: calls data, training and sampling)               commands, cli, demo on top
 
 Every import is checked, including the ones inside functions (lazy imports are still dependencies).
 """
@@ -27,6 +27,7 @@ ALLOWED = {
     "integrations": BASE | {"models", "data", "integrations"},
     "sampling": BASE | {"models", "data", "integrations", "sampling"},
     "training": BASE | {"models", "data", "integrations", "sampling", "training"},
+    "pipeline": BASE | {"models", "data", "integrations", "sampling", "training", "pipeline"},
 }
 TOP = {"commands", "cli", "demo", "__main__"}  # may import anything; nothing below may import them
 

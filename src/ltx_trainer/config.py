@@ -1,7 +1,8 @@
 """The training configuration: a pydantic schema that reads the official ltx-trainer YAML layout unchanged.
 
 One sub-model per YAML section (``model``, ``lora``, ``training_strategy``, ``optimization``, ``acceleration``,
-``data``, ``validation``, ``checkpoints``, ``hub``, ``wandb``, ``tensorboard``, ``flow_matching``), all with
+``data``, ``validation``, ``checkpoints``, ``hub``, ``wandb``, ``tensorboard``, ``flow_matching``, and our
+``pipeline``: the stage options of ``run-pipeline``), all with
 ``extra="forbid"`` and ``frozen=True``: unknown keys are errors and code derives variants with
 ``cfg.model_copy(update=...)`` instead of mutating a loaded config.
 
@@ -853,6 +854,140 @@ class FlowMatchingConfig(ConfigSection):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# pipeline (ours): the stage options of `ltx-trainer run-pipeline`
+# ---------------------------------------------------------------------------------------------------------------------
+
+PipelineStage = Literal["split", "caption", "preprocess", "train", "sample"]
+PIPELINE_STAGES: tuple[str, ...] = get_args(PipelineStage)
+# The caption backends of data/captioning/factory.py (the config layer cannot import it; a test keeps them equal).
+CaptionBackend = Literal["template", "qwen-vl", "qwen-omni", "whisper", "openai"]
+# A scene length: frames (15, "15"), seconds (2.5, "2s") or a timecode ("00:00:02.000"); checked by run-pipeline
+# against data/scenes' parser before any stage runs.
+SceneLength = int | float | str
+
+
+class PipelineSplitConfig(ConfigSection):
+    """``pipeline.split:`` the split-scenes stage (the options of ``ltx-trainer split-scenes``)."""
+
+    detector: Literal["content", "adaptive", "threshold", "histogram", "hash"] = Field(
+        default="content", description="PySceneDetect detector."
+    )
+    threshold: float | None = Field(default=None, description="Detector threshold (null: the detector's default).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Other detector parameters by name (e.g. luma_only: true)."
+    )
+    min_scene_len: SceneLength = Field(default=15, description="Drop scenes shorter than this (frames, seconds).")
+    max_scene_len: SceneLength | None = Field(
+        default=None, description="Cut longer scenes into pieces of this length (null: no limit)."
+    )
+    max_scenes: int | None = Field(default=None, ge=1, description="Keep only the first N scenes of each video.")
+    skip_start: SceneLength = Field(default=0, description="Ignore the start of each video.")
+    skip_end: SceneLength = Field(default=0, description="Ignore the end of each video.")
+    previews: bool = Field(default=True, description="Save first/middle/last frame images of every scene.")
+    crf: int = Field(default=18, ge=0, le=51, description="x264 quality of the clips.")
+    preset: str = Field(default="veryfast", description="x264 preset of the clips.")
+
+
+class PipelineCaptionConfig(ConfigSection):
+    """``pipeline.caption:`` the caption stage (the options of ``ltx-trainer caption``; captions are .txt sidecars)."""
+
+    backend: CaptionBackend = Field(default="template", description="Captioner (template: file metadata, no model).")
+    model: str | None = Field(default=None, description="qwen-vl/qwen-omni folder, whisper model, served model name.")
+    style: Literal["dense", "sections"] = Field(default="dense", description="Caption style.")
+    trigger: str | None = Field(default=None, description="LoRA trigger word prepended to every new caption.")
+    clean: bool = Field(default=True, description="Strip LLM boilerplate from captions.")
+    prompt: str | None = Field(default=None, description="Replace the built-in captioning instruction.")
+    speech: bool = Field(default=False, description="Transcribe speech with Whisper and quote it in the captions.")
+    whisper_model: str = Field(default="large-v3", description="Whisper model for speech.")
+    language: str | None = Field(default=None, description="Spoken language for Whisper (null: detect).")
+    vad: bool = Field(default=True, description="Whisper voice-activity filter.")
+    num_frames: int = Field(default=8, ge=1, description="Frames sampled per video.")
+    max_pixels: int = Field(default=640 * 360, ge=1, description="Frames are downscaled to at most this many pixels.")
+    max_new_tokens: int = Field(default=512, ge=1, description="Caption length limit in tokens.")
+    device: str = Field(default="auto", description="Where an in-process captioner runs: auto, cpu, cuda, ...")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", description="VLM weights dtype.")
+    load_in_8bit: bool = Field(default=False, description="Load the VLM in 8 bits (bitsandbytes, CUDA).")
+    base_url: str = Field(default="http://localhost:8000/v1", description="openai: API root of the server.")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="openai: environment variable with the API key.")
+    send_audio: bool = Field(default=False, description="openai: send the audio track too.")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> PipelineCaptionConfig:
+        if self.backend in ("qwen-vl", "qwen-omni") and self.model is None:
+            raise ValueError(f"model: required for backend {self.backend} (a local model folder)")
+        return self
+
+
+class PipelinePreprocessConfig(ConfigSection):
+    """``pipeline.preprocess:`` the preprocess stage (the options of ``ltx-trainer preprocess``; the model is
+    ``model.model_path`` / ``model.text_encoder_path``, the cache ``<data.preprocessed_data_root>/.precomputed``)."""
+
+    resolution_buckets: str | None = Field(
+        default=None, description="'WxHxF;WxHxF;...' (W, H multiples of 32, F = 8k+1); required for the stage."
+    )
+    fps: float | None = Field(default=None, gt=0, description="Resample frames to this rate (null: the source's).")
+    crop: Literal["center", "random"] = Field(default="center", description="Crop to the bucket: center or random.")
+    seed: int = Field(default=0, description="Seed of the random crops.")
+    vae_tiling: bool = Field(default=False, description="Encode in spatial tiles (less memory).")
+    audio: bool | None = Field(default=None, description="Audio latents (null: on for models with audio).")
+    allow_missing_audio: bool = Field(default=False, description="Keep clips without audio as video-only samples.")
+    device: str = Field(default="auto", description="Where the VAEs and the text encoder run.")
+    latents_dtype: Literal["bf16", "fp32"] = Field(default="bf16", description="dtype of stored latents/features.")
+    compute_dtype: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="dtype the encoders run in.")
+    strict: bool = Field(default=False, description="Stop the pipeline when a sample was skipped.")
+
+
+class PipelineSampleConfig(ConfigSection):
+    """``pipeline.sample:`` the final samples, drawn from the trained weights with the ``validation`` settings
+    (video_dims, frame_rate, inference_steps, seed, guidance, negative_prompt)."""
+
+    prompts: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Prompts of the final samples (empty: validation.samples, else the first clip's caption).",
+    )
+
+
+class PipelineConfig(ConfigSection):
+    """``pipeline:`` what ``ltx-trainer run-pipeline`` runs and with which options (ours; ``train`` ignores it).
+
+    The dataset folder is ``data.preprocessed_data_root`` (clips, captions, ``.precomputed/``), the training run and
+    the pipeline's report and final samples go to ``output_dir``; ``run-pipeline --out DIR`` moves both under DIR.
+    """
+
+    raw_dir: str | None = Field(default=None, description="Footage folder (the RAW_DIR argument takes precedence).")
+    stages: list[PipelineStage] = Field(
+        default_factory=lambda: list(PIPELINE_STAGES), description="Stages to run (in pipeline order)."
+    )
+    split: PipelineSplitConfig = Field(default_factory=PipelineSplitConfig)
+    caption: PipelineCaptionConfig = Field(default_factory=PipelineCaptionConfig)
+    preprocess: PipelinePreprocessConfig = Field(default_factory=PipelinePreprocessConfig)
+    sample: PipelineSampleConfig = Field(default_factory=PipelineSampleConfig)
+
+    @field_validator("raw_dir")
+    @classmethod
+    def _expand_raw_dir(cls, value: str | None) -> str | None:
+        return str(Path(value).expanduser().resolve()) if value is not None else None
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_stages(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"empty; list the stages to run among {', '.join(PIPELINE_STAGES)}")
+        repeated = sorted({s for s in value if value.count(s) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return [s for s in PIPELINE_STAGES if s in value]  # pipeline order, whatever order they were written in
+
+    @model_validator(mode="after")
+    def _needs_buckets(self) -> PipelineConfig:
+        if "preprocess" in self.stages and not self.preprocess.resolution_buckets:
+            raise ValueError(
+                "preprocess.resolution_buckets: required when the preprocess stage runs (e.g. '768x448x89;512x512x49')"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # top level
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -874,6 +1009,9 @@ class LtxTrainerConfig(ConfigSection):
     flow_matching: FlowMatchingConfig = Field(default_factory=FlowMatchingConfig)
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     tensorboard: TensorboardConfig = Field(default_factory=TensorboardConfig)
+    pipeline: PipelineConfig | None = Field(
+        default=None, description="Stage options of run-pipeline (ours); train ignores this section."
+    )
     seed: int = Field(default=42, description="Training seed.")
     output_dir: str = Field(default="outputs", description="Where checkpoints and samples are written.")
 
@@ -1243,6 +1381,7 @@ def check_paths(cfg: LtxTrainerConfig) -> list[str]:
 
 __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
+    "PIPELINE_STAGES",
     "AccelerationConfig",
     "CheckpointsConfig",
     "ConditionConfig",
@@ -1259,6 +1398,11 @@ __all__ = [
     "ModalityConfig",
     "ModelConfig",
     "OptimizationConfig",
+    "PipelineCaptionConfig",
+    "PipelineConfig",
+    "PipelinePreprocessConfig",
+    "PipelineSampleConfig",
+    "PipelineSplitConfig",
     "PrefixCondition",
     "QuantizationOptions",
     "ReferenceCondition",
