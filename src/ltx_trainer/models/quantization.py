@@ -269,9 +269,13 @@ def attach_fp8_weights_(module: nn.Module, scales: dict[str, torch.Tensor], comp
     return count
 
 
-def quantize_fp8_file_tensors(sd: dict[str, torch.Tensor], linear_weight_keys: list[str]) -> dict[str, torch.Tensor]:
-    """The released fp8 layout for ``linear_weight_keys`` (file keys): e4m3 weight, fp32 ``weight_scale`` (absmax /
-    448) and ``input_scale``; everything else unchanged. Used by ``make-tiny --fp8``."""
+def quantize_fp8_file_tensors(
+    sd: dict[str, torch.Tensor], linear_weight_keys: list[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """The released fp8 layout for ``linear_weight_keys`` (file keys; default: the block linears the released files
+    quantize, see :func:`fp8_file_keys`): e4m3 weight, fp32 ``weight_scale`` (absmax / 448) and ``input_scale``;
+    everything else unchanged. Used by ``make-tiny --fp8``."""
+    linear_weight_keys = fp8_file_keys(sd) if linear_weight_keys is None else linear_weight_keys
     out = dict(sd)
     fp8_max = torch.finfo(FP8).max
     for key in linear_weight_keys:
@@ -281,3 +285,13 @@ def quantize_fp8_file_tensors(sd: dict[str, torch.Tensor], linear_weight_keys: l
         out[key.removesuffix(".weight") + WEIGHT_SCALE] = scale.reshape(())
         out[key.removesuffix(".weight") + INPUT_SCALE] = torch.ones(())
     return out
+
+
+def fp8_file_keys(sd: dict[str, torch.Tensor]) -> list[str]:
+    """The keys a released fp8 file stores in e4m3: every transformer block linear weight except the first block's
+    (and the last five blocks' when there are more than six), as ltx-core's fp8 files do."""
+    blocks = "model.diffusion_model.transformer_blocks."
+    index = {k: int(k.removeprefix(blocks).split(".")[0]) for k in sd if k.startswith(blocks)}
+    count = 1 + max(index.values(), default=-1)
+    kept = {0} | (set(range(count - 5, count)) if count > 6 else set())
+    return [k for k, i in index.items() if k.endswith(".weight") and sd[k].ndim == 2 and i not in kept]
