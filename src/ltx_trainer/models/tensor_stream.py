@@ -28,8 +28,9 @@ _SAFETENSORS = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float
                 "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
                 "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
                 "BOOL": torch.bool}  # fmt: skip
-# the reader reopens a file after this many bytes, so the pages already read leave the process (models/loading.py)
-_REOPEN_BYTES = 1 << 30
+# The reader reopens a file after this many bytes, so the pages already read leave the process (models/loading.py):
+# a mapping keeps every page touched resident. Measured on a 2.9 GB file: 1 GiB gave a 1.9 GB peak RSS, 256 MiB 1.3 GB.
+_REOPEN_BYTES = 1 << 28
 CPU = torch.device("cpu")
 Entry = tuple[torch.dtype, tuple[int, ...], Callable[[], torch.Tensor]]
 
