@@ -239,10 +239,36 @@ def test_single_file_to_diffusers_and_back_is_bit_identical(tiny_ltx2, tmp_path,
     assert (tmp_path / "back.safetensors").read_bytes() == single.read_bytes()  # same bytes, too
 
 
-def test_ltxv_single_file_to_diffusers_and_back_is_bit_identical(tmp_path_factory, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_ltxv(tmp_path_factory):
     from ltx_trainer.models.tiny import write_tiny_ltxv
 
-    single = write_tiny_ltxv(tmp_path_factory.mktemp("tiny-ltxv"))["single_file"]
+    return write_tiny_ltxv(tmp_path_factory.mktemp("tiny-ltxv"))
+
+
+def test_ltxv_lora_in_diffusers_names_and_its_family_left_open(tiny_ltxv, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    with safe_open(tiny_ltxv["single_file"], "pt") as f:
+        shapes = {m: f.get_slice(f"model.diffusion_model.{m}.weight").get_shape()
+                  for m in ("patchify_proj", "transformer_blocks.1.attn1.to_q")}  # fmt: skip
+    sd = {}
+    for module, (rows, cols) in shapes.items():
+        sd[f"diffusion_model.{module}.lora_A.weight"] = torch.randn(RANK, cols, generator=g)
+        sd[f"diffusion_model.{module}.lora_B.weight"] = torch.randn(rows, RANK, generator=g)
+    save_file(sd, str(tmp_path / "ltxv.safetensors"))
+    conversion.convert(tmp_path / "ltxv.safetensors", tmp_path / "d.safetensors", "diffusers")
+    assert sorted(load_file(tmp_path / "d.safetensors")) == [
+        f"transformer.{m}.lora_{x}.weight" for m in ("proj_in", "transformer_blocks.1.attn1.to_q") for x in "AB"
+    ]
+    assert dict(describe(tmp_path / "d.safetensors"))["base model"] == "ltx2 or ltxv (the module names fit each)"
+    model = load_model(tiny_ltxv["single_file"])  # and LTX-Video's own reader takes the diffusers names
+    assert set(read_lora(tmp_path / "d.safetensors", model.diffusers_module_name).pairs) == {
+        "proj_in", "transformer_blocks.1.attn1.to_q"
+    }  # fmt: skip
+
+
+def test_ltxv_single_file_to_diffusers_and_back_is_bit_identical(tiny_ltxv, tmp_path):
+    single = tiny_ltxv["single_file"]
     conversion.convert(single, tmp_path / "folder", "diffusers")
     assert load_model(tmp_path / "folder").spec.family == "ltxv"
     conversion.convert(tmp_path / "folder", tmp_path / "back.safetensors", "official")
