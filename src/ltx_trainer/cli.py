@@ -38,6 +38,8 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "sample"),
     "plan": ("plan", "plan"),
     "run-pipeline": ("run_pipeline", "run_pipeline"),
+    "convert": ("convert", "convert"),
+    "info": ("info", "info"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"
@@ -204,27 +206,6 @@ def config_show(file: Annotated[Path, typer.Argument(help="Training config YAML.
     from ltx_trainer.config import dump_config, load_config
 
     _console().print(Syntax(dump_config(load_config(file)), "yaml", background_color="default"))
-
-
-@app.command()
-def info(model: Annotated[Path, typer.Argument(help="Single-file checkpoint or diffusers folder.")]) -> None:
-    """Show what a model path holds: family, version, layout."""
-    from rich.table import Table
-
-    from ltx_trainer.models.families import detect
-
-    found = detect(model)
-    table = Table(show_header=False)
-    for key, value in [
-        ("path", found.path),
-        ("layout", found.layout),
-        ("family", found.spec.family),
-        ("version", found.spec.version),
-        ("audio", found.spec.has_audio),
-        ("transformer blocks", found.spec.num_layers),
-    ]:
-        table.add_row(key, str(value))
-    _console().print(table)
 
 
 @app.command("make-tiny")

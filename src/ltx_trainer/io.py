@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import uuid
@@ -98,6 +99,41 @@ def atomic_path(path: Path, size_hint: int | None = None) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_directory(path: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder to build ``path`` in; on success it is renamed into place (an existing ``path`` is
+    replaced only with ``overwrite``, and removed after the new one is in place). On failure the temporary folder is
+    removed and ``path`` is left as it was.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(errno.EEXIST, "exists", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+            path.rename(old)
+        tmp.rename(path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _is_disk_full(exc):
+            where = _device_of(path.parent)
+            raise DiskFullError(errno.ENOSPC, f"no space left on {where} while writing {path}") from exc
+        raise
+
+
 def atomic_write(path: Path, write: Callable[[Path], Any], size_hint: int | None = None) -> Path:
     """Write ``path`` atomically by calling ``write(tmp_path)``."""
     with atomic_path(path, size_hint) as tmp:
@@ -149,6 +185,68 @@ def _sort_safetensors_header(path: Path) -> None:
             return
         f.seek(8)
         f.write(text + b" " * (size - len(text)))
+
+
+# safetensors' on-disk dtype names, and the order its writer lays tensors out in (highest first, then by name).
+_SAFETENSORS_DTYPES = (
+    ("bool", "BOOL"),
+    ("uint8", "U8"),
+    ("int8", "I8"),
+    ("float8_e5m2", "F8_E5M2"),
+    ("float8_e4m3fn", "F8_E4M3"),
+    ("int16", "I16"),
+    ("float16", "F16"),
+    ("bfloat16", "BF16"),
+    ("int32", "I32"),
+    ("float32", "F32"),
+    ("float64", "F64"),
+    ("int64", "I64"),
+)
+
+
+def atomic_save_safetensors_streamed(
+    entries: dict[str, tuple[Any, tuple[int, ...], Callable[[], Any]]],
+    path: Path,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """A safetensors file written one tensor at a time: ``entries`` maps each key to ``(torch dtype, shape, load)``
+    and ``load()`` is called once, when that tensor's bytes are written, so at most one tensor is in memory.
+
+    The bytes equal :func:`atomic_save_safetensors`'s for the same tensors and metadata (the safetensors writer's
+    layout: data ordered by dtype, highest first, then by name; header JSON with sorted keys, space-padded to a
+    multiple of 8). Used for checkpoints too large to hold twice (``ltx-trainer convert``).
+
+    Raises:
+        ValueError: a ``load()`` returned another dtype or shape than its entry declared.
+    """
+    import torch
+
+    names = {getattr(torch, name): (rank, code) for rank, (name, code) in enumerate(_SAFETENSORS_DTYPES)}
+    order = sorted(entries, key=lambda k: (-names[entries[k][0]][0], k))
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for key in order:
+        dtype, shape, _ = entries[key]
+        size = math.prod(shape) * dtype.itemsize
+        header[key] = {"data_offsets": [offset, offset + size], "dtype": names[dtype][1], "shape": list(shape)}
+        offset += size
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(len(text).to_bytes(8, "little") + text)
+            for key in order:
+                dtype, shape, load = entries[key]
+                tensor = load()
+                if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+                    raise ValueError(
+                        f"{path}: tensor {key} is {tensor.dtype} {tuple(tensor.shape)}, declared {dtype} {tuple(shape)}"
+                    )
+                f.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+                del tensor
+
+    return atomic_write(path, write, offset)
 
 
 def read_json_lines(path: Path) -> list[dict]:

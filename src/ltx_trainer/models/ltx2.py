@@ -111,6 +111,20 @@ def ltx2_version(metadata: dict, config: dict, keys: list[str]) -> str:
     return "2.0"
 
 
+def official_config_from_diffusers(configs: dict[str, dict]) -> dict:
+    """The single-file metadata ``config`` from the diffusers configs of ``transformer``, ``connectors``, ``vae``,
+    ``audio_vae`` and ``vocoder`` (a full fine-tune export from a diffusers folder, ``ltx-trainer convert``)."""
+    return {
+        "transformer": {
+            **ltx2_transformer.official_config(configs["transformer"]),
+            **ltx2_text.connectors_official_config(configs["connectors"]),
+        },
+        "vae": ltx2_video_vae.official_config(configs["vae"]),
+        "audio_vae": ltx2_audio.audio_vae_official_config(configs["audio_vae"]),
+        "vocoder": ltx2_audio.vocoder_official_config(configs["vocoder"]),
+    }
+
+
 PIPELINES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline", "LTX2ConditionPipeline", "LTX2InContextPipeline")
 
 
@@ -369,21 +383,18 @@ class LTX2Model:
             config = {**self._single.config, "transformer": {**self._single.config["transformer"], **transformer_cfg}}
             sd = self._single.read(("vae.", "audio_vae.", "vocoder.", *CONNECTOR_FILE_PREFIXES))
         else:
-            vae_cfg = ltx2_video_vae.official_config(dict(self.video_vae.config))
-            vocoder_cfg = ltx2_audio.vocoder_official_config(dict(self.vocoder.config))
-            config = {
-                "transformer": {
-                    **transformer_cfg,
-                    **ltx2_text.connectors_official_config(dict(self.connectors.config)),
-                },
-                "vae": vae_cfg,
-                "audio_vae": ltx2_audio.audio_vae_official_config(dict(self.audio_vae.config)),
-                "vocoder": vocoder_cfg,
+            modules = {
+                "transformer": transformer,
+                "connectors": self.connectors,
+                "vae": self.video_vae,
+                "audio_vae": self.audio_vae,
+                "vocoder": self.vocoder,
             }
+            config = official_config_from_diffusers({name: dict(m.config) for name, m in modules.items()})
             sd = {
-                **ltx2_video_vae.to_official(self.video_vae.state_dict(), vae_cfg),
+                **ltx2_video_vae.to_official(self.video_vae.state_dict(), config["vae"]),
                 **ltx2_audio.audio_vae_to_official(self.audio_vae.state_dict()),
-                **ltx2_audio.vocoder_to_official(self.vocoder.state_dict(), vocoder_cfg),
+                **ltx2_audio.vocoder_to_official(self.vocoder.state_dict(), config["vocoder"]),
                 **ltx2_text.connectors_to_official(self.connectors.state_dict()),
             }
         sd.update(ltx2_transformer.to_official(transformer_sd))
