@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ltx_trainer.config import check_paths, load_config
 from ltx_trainer.errors import UsageError
+from ltx_trainer.integrations.hub import preflight
 from ltx_trainer.training.metrics import TrainResult
 from ltx_trainer.training.trainer import Trainer
 
@@ -19,6 +20,8 @@ def launch_from_file(path: Path, num_processes: int, accelerate_config: Path | N
     problems = check_paths(cfg)
     if problems:
         raise UsageError(f"{path}: " + "\n  ".join(["paths that don't exist:", *problems]))
+    if cfg.hub.push_to_hub:
+        preflight("hub.push_to_hub")  # here too: one line before N processes start, not one per rank
     return launch(Path(path), num_processes, accelerate_config)
 
 
