@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from hub_stand_in import running
 from ltx_trainer.commands.push import push
+from ltx_trainer.config import check_paths
 from ltx_trainer.data.preprocess import Item, preprocess_items
 from ltx_trainer.data.preprocess_options import PreprocessOptions
 from ltx_trainer.errors import EXIT_ENVIRONMENT
@@ -24,6 +25,7 @@ from ltx_trainer.integrations.hub import HubPushFailed, HubUnavailable, Publishe
 from ltx_trainer.integrations.hub_card import build_push_folder, read_run
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.releases import trained_on
+from ltx_trainer.training.run import launch_from_file
 from ltx_trainer.training.trainer import Trainer
 from media_fixtures import invoke_command, make_clip
 from training_fixtures import SMALL, training_config
@@ -256,6 +258,13 @@ def test_training_checks_the_hub_before_loading_any_model(tmp_path, monkeypatch)
     with pytest.raises(HubUnavailable, match=r"^hub.push_to_hub: no Hugging Face token \(set HF_TOKEN"):
         Trainer(config).setup()
     assert not (tmp_path / "run").exists()  # nothing claimed, nothing written
+    for folder in ("latents", "conditions", "audio_latents"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    assert check_paths(config) == []
+    with pytest.raises(HubUnavailable, match=r"^hub\.push_to_hub: no Hugging Face token"):
+        launch_from_file(config_file, num_processes=2)  # refused once, before any process starts
     with running() as hub:
         closed = hub.url
     monkeypatch.setenv("HF_TOKEN", "hf_x")
