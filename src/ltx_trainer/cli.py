@@ -40,6 +40,7 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "run-pipeline": ("run_pipeline", "run_pipeline"),
     "convert": ("convert", "convert"),
     "info": ("info", "info"),
+    "push": ("push", "push"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"

@@ -795,15 +795,37 @@ class CheckpointsConfig(ConfigSection):
 
 
 class HubConfig(ConfigSection):
-    """``hub:`` push the result to the Hugging Face Hub."""
+    """``hub:`` push the result to the Hugging Face Hub (integrations/hub.py; docs/hub.md).
 
-    push_to_hub: bool = Field(default=False, description="Upload weights at the end of training.")
+    The token and the Hub's reachability are checked before any model loads; a failed push at the end keeps the run
+    and names the ``ltx-trainer push`` command that retries it.
+    """
+
+    push_to_hub: bool = Field(
+        default=False,
+        description="At the end of training, upload the final weights, a model card, samples and the loss curve.",
+    )
     hub_model_id: str | None = Field(default=None, description="Target repository, e.g. user/my-lora.")
+    private: bool = Field(default=False, description="Create the repository private (an existing one keeps its own).")
+    push_checkpoints: bool = Field(
+        default=False,
+        description="Also upload every checkpoint's weights to checkpoints/ in the repo as it is saved (in the "
+        "background; a failed upload warns and training goes on).",
+    )
 
     @model_validator(mode="after")
     def _needs_repo(self) -> HubConfig:
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("hub_model_id: required when push_to_hub is true (e.g. user/my-lora)")
+        if self.push_checkpoints and not self.push_to_hub:
+            raise ValueError("push_checkpoints: needs push_to_hub: true (and hub_model_id)")
+        if self.hub_model_id is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id  # only when a repo is named
+
+            try:
+                validate_repo_id(self.hub_model_id)
+            except HFValidationError as e:
+                raise ValueError(f"hub_model_id: {e} (e.g. user/my-lora)") from None
         return self
 
 

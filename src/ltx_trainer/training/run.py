@@ -30,7 +30,11 @@ def launch_from_file(path: Path, num_processes: int, accelerate_config: Path | N
     through Accelerate; returns the job's exit code (non-zero when any rank failed)."""
     from ltx_trainer.training.distributed import launch
 
-    checked_config(path)
+    cfg = checked_config(path)
+    if cfg.hub.push_to_hub:
+        from ltx_trainer.integrations.hub import preflight
+
+        preflight("hub.push_to_hub")  # here too: one line before N processes start, not one per rank
     return launch(Path(path), num_processes, accelerate_config)
 
 

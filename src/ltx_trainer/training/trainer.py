@@ -1,9 +1,11 @@
 """The training loop (accelerate): load, prepare, step, accumulate, clip, log, checkpoint, resume.
 
 ``Trainer.__init__`` only stores the config; ``setup`` builds everything in this order:
-accelerator -> model (transformer + connectors; the text encoder only if caption dropout needs the empty prompt)
--> strategy -> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> text contexts (once
-per sample, connectors then off the device) -> block offload -> device placement -> resume state.
+accelerator -> the Hub check (``hub.push_to_hub``: token and reachability, in seconds, before minutes of loading)
+-> model (transformer + connectors; the text encoder only if caption dropout needs the empty prompt) -> strategy
+-> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> text contexts (once per sample,
+connectors then off the device) -> block offload -> device placement -> resume state. The run ends with the report,
+then the push (``hub.push_to_hub``).
 """
 
 import time
@@ -20,6 +22,7 @@ from ltx_trainer.data.dataset import BucketBatchSampler, PrecomputedDataset, col
 from ltx_trainer.data.fingerprint import check_cache_fingerprint
 from ltx_trainer.data.reference_scale import read_reference_scale
 from ltx_trainer.errors import DataError, Interrupted, UsageError
+from ltx_trainer.integrations.hub import Publisher
 from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.io import atomic_write_bytes, atomic_write_text
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
@@ -52,6 +55,9 @@ class Trainer:
         cfg = self.config
         mixed = cfg.acceleration.mixed_precision_mode or "no"
         self.accelerator = distributed.make_accelerator(mixed)
+        # A push that can't work fails now, in seconds, not after the run (the main process pushes)
+        main = self.accelerator.is_main_process
+        self.publisher = Publisher.for_training(cfg.hub, self.output_dir, cfg.optimization.steps) if main else None
         self._claim_output_dir()
         set_seed(cfg.seed)  # LoRA initialisation draws from the global RNGs
         self.device = self.accelerator.device
@@ -242,6 +248,8 @@ class Trainer:
         if self.accelerator.is_main_process:
             self._write_report(result)
             self.tracker.finish()
+        if self.publisher is not None:  # last: a failed push leaves every file of the run in place
+            self.publisher.finish()
         return result
 
     def _validate(self) -> None:
@@ -395,7 +403,7 @@ class Trainer:
         path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
         if kind == "lora":
             lora = self.config.lora
-            save_lora(
+            written = save_lora(
                 self.model,
                 adapters.lora_state_dict(transformer) if gathered is None else gathered,
                 lora.rank,
@@ -407,12 +415,15 @@ class Trainer:
             )
         else:
             self.model.save_full_checkpoint(path, precision, transformer.state_dict() if gathered is None else gathered)
+            written = [path]
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
                 self._training_state(transformer, gathered), checkpoints.state_path(self.checkpoint_dir, self.step)
             )
         checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
         logger.info("saved %s", path)
+        if self.publisher is not None:
+            self.publisher.checkpoint_saved(self.step, written)
         return path
 
     def _refuse_nonfinite_weights(self, transformer: torch.nn.Module) -> None:
