@@ -93,3 +93,11 @@ def tiny_ltx2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, P
     from ltx_trainer.models.tiny import write_tiny_ltx2
 
     return {v: write_tiny_ltx2(tmp_path_factory.mktemp(f"tiny-{v}"), version=v) for v in ("2.0", "2.3")}
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx25(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Our tiny LTX-2.5, written as the official split release (``make-tiny --version 2.5``)."""
+    from ltx_trainer.models.tiny_ltx25 import write_tiny_ltx25
+
+    return write_tiny_ltx25(tmp_path_factory.mktemp("tiny-2.5"))

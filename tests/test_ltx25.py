@@ -135,6 +135,9 @@ def test_ltx25_encoder_of_the_diffusion_vae_file_loads(ltx25_release, refs):
     with torch.no_grad():
         latent = model.encode_video(refs["video_vae"]["pixels"])
     assert relative_error(latent, refs["video_vae"]["encoded_latent"]) <= TOL
+    with pytest.raises(ModelLoadError, match="conv video decoder's file is not in the release"):
+        model.select_video_decoder("conv")  # validation.video_decoder / --video-decoder are refused at start
+    assert model.codec_modules(video=True, audio=False) == [model.video_vae, model.diffusion_decoder]
 
 
 def test_ltx25_gemma_from_the_hugging_face_folder(ltx25_release, refs):
@@ -283,3 +286,49 @@ def test_ltx25_packed_text_encoder_given_as_model_is_refused(ltx25_release):
         load_model(ltx25_release / TEXT_ENCODER)
     message = _one_line(error)
     assert str(ltx25_release / TEXT_ENCODER) in message and "packed text encoder" in message
+
+
+# ---- make-tiny --version 2.5 --------------------------------------------------------------------------------------
+def _schema(value: object) -> object:
+    """Key names (recursively) and leaf types of a metadata value (JSON parsed when it is JSON, as ltx-core does)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return "str"
+        if not isinstance(value, dict):
+            return type(value).__name__
+    if isinstance(value, dict):
+        return {k: _schema(v) if isinstance(v, dict) else type(v).__name__ for k, v in value.items()}
+    return type(value).__name__
+
+
+def test_ltx25_make_tiny_writes_the_release_layout_and_loads_back(ltx25_release, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from ltx_trainer.cli import app
+    from ltx_trainer.models.tiny_ltx25 import FILES
+
+    assert isinstance(app, typer.Typer)
+    result = CliRunner().invoke(app, ["make-tiny", str(tmp_path), "--version", "2.5"])
+    assert result.exit_code == 0, result.output
+    for name, relative in FILES.items():
+        if name == "gemma":
+            ours, theirs = tmp_path / relative, ltx25_release / relative
+            assert {p.name for p in ours.iterdir()} == {p.name for p in theirs.iterdir()}
+            assert _schema((ours / "config.json").read_text()) == _schema((theirs / "config.json").read_text())
+            continue
+        ours, theirs = read(tmp_path / relative), read(ltx25_release / relative)
+        assert set(ours[1]) == set(theirs[1]), name  # the same tensor names
+        assert {k: _schema(v) for k, v in ours[0].items()} == {k: _schema(v) for k, v in theirs[0].items()}, name
+        assert {k: v.dtype for k, v in ours[1].items()} == {k: v.dtype for k, v in theirs[1].items()}, name
+
+    model = load_model(tmp_path)
+    assert model.spec.version == "2.5" and model.release.projection.path == tmp_path / TEXT_ENCODER
+    for module in (model.transformer, model.connectors, model._text_encoder[0], model.video_vae):
+        assert not any(t.is_meta for t in [*module.parameters(), *module.buffers()])
+    for module in (model.diffusion_decoder, model.audio_vae, model.vocoder):
+        assert not any(t.is_meta for t in [*module.parameters(), *module.buffers()])
+    features = model.encode_text([PROMPT])
+    assert features.video.shape == (1, 1024, 32) and features.audio.shape == (1, 1024, 16)
