@@ -211,7 +211,7 @@ class LTX25Model(LTX2Model):
             tokenizer.padding_side = "left"
         else:
             config = ltx25_text.gemma_config_of(packed.metadata, str(packed.path))
-            tensors = packed.read(tuple({*ltx25_text._PREFIXES, *ltx25_text._PREFIXES.values()}), self.dtype)
+            tensors = packed.read(ltx25_text.GEMMA_PREFIXES, self.dtype)
             model = ltx25_text.load_gemma(ltx25_text.to_hf(tensors), config, str(packed.path), self.dtype)
             files = ltx25_text.assets(packed.read((ltx25_text.TOKENIZER_KEY, ltx25_text.ASSET_PREFIX)))
             ltx25_text.check_assets(files, str(packed.path))

@@ -40,6 +40,7 @@ _PREFIXES = {
     "multi_modal_projector.": "model.embed_vision.",
     "audio_projector.": "model.embed_audio.",
 }
+GEMMA_PREFIXES = (*_PREFIXES, *_PREFIXES.values())  # every Gemma tensor of a packed file, in either naming
 # the key ltx-core looks for to pick the Comfy-flat mapping
 COMFY_MARKER = "model.layers.0.post_feedforward_layernorm.weight"
 MODEL_TYPE = "gemma4_unified"
