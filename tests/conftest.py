@@ -31,11 +31,24 @@ class Oracle:
         return out
 
 
+def oracle_dir() -> Path:
+    return Path(os.environ.get("LTX_ORACLE_DIR", REPO.parent / "shared" / "oracle"))
+
+
+@pytest.fixture(scope="session")
+def ltx25_release() -> Path:
+    """The tiny LTX-2.5 split release with ltx-core 1.2.0's reference outputs (read-only data, oracle/ltx25)."""
+    folder = oracle_dir() / "ltx25"
+    if not (folder / "refs").is_dir():
+        pytest.skip(f"LTX-2.5 oracle fixture absent ({folder}); it ships with ../shared/oracle")
+    return folder
+
+
 def find_oracle() -> Oracle | None:
-    oracle_dir = Path(os.environ.get("LTX_ORACLE_DIR", REPO.parent / "shared" / "oracle"))
+    oracle_dir_ = oracle_dir()
     python = Path(os.environ.get("LTX_ORACLE_PYTHON", ""))  # set by `make test` (ORACLE_VENV)
-    if (oracle_dir / "load_check.py").is_file() and python.name and python.is_file():
-        return Oracle(python=python, dir=oracle_dir)
+    if (oracle_dir_ / "load_check.py").is_file() and python.name and python.is_file():
+        return Oracle(python=python, dir=oracle_dir_)
     return None
 
 
@@ -80,3 +93,11 @@ def tiny_ltx2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, P
     from ltx_trainer.models.tiny import write_tiny_ltx2
 
     return {v: write_tiny_ltx2(tmp_path_factory.mktemp(f"tiny-{v}"), version=v) for v in ("2.0", "2.3")}
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx25(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Our tiny LTX-2.5, written as the official split release (``make-tiny --version 2.5``)."""
+    from ltx_trainer.models.tiny_ltx25 import write_tiny_ltx25
+
+    return write_tiny_ltx25(tmp_path_factory.mktemp("tiny-2.5"))

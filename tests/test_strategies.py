@@ -86,6 +86,10 @@ def test_reference_tokens_come_first_clean_at_t0_and_positions_match_the_target(
     positions = item.input.positions
     assert positions.shape == (2, 3, 2 * n, 2)
     assert torch.equal(positions[:, :, :n], positions[:, :, n:])  # unscaled reference: same grid, starting at 0
+    # the keyframe marker (LTX-2.5's embedding): the target's first latent frame only, never the reference
+    marker = torch.zeros(2, 2 * n)
+    marker[:, n : n + 4] = 1.0  # one latent frame = 2 x 2 tokens
+    assert torch.equal(item.input.keyframes, marker)
     assert strategy.metadata() == {
         "reference_downscale_factor": "1",
         "reference_spatial_scale_factor": "1",

@@ -212,7 +212,10 @@ def config_show(file: Annotated[Path, typer.Argument(help="Training config YAML.
 @app.command("make-tiny")
 def make_tiny(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
-    family: Annotated[str, typer.Option(help="ltx2-2.0, ltx2-2.3 or ltxv.")] = "ltx2-2.0",
+    family: Annotated[str, typer.Option(help="ltx2-2.0, ltx2-2.3, ltx2-2.5 or ltxv.")] = "ltx2-2.0",
+    version: Annotated[
+        str | None, typer.Option(help="LTX-2 version (2.0, 2.3, 2.5): the same as --family ltx2-<version>.")
+    ] = None,
     seed: int = 0,
     full_width_blocks: Annotated[
         int,
@@ -226,6 +229,7 @@ def make_tiny(
     """Write a tiny random model of a family in every on-disk format (for trying the tool without real weights)."""
     from ltx_trainer.models.tiny import write_tiny
 
+    family = f"ltx2-{version}" if version else family
     try:
         paths = write_tiny(out, family, seed, fp8=fp8, full_width_blocks=full_width_blocks)
     except ValueError as e:

@@ -749,6 +749,10 @@ class ValidationConfig(ConfigSection):
     )
     generate_audio: bool = Field(default=True, description="Generate audio in samples.")
     generate_video: bool = Field(default=True, description="Generate video in samples.")
+    video_decoder: Literal["conv", "diffusion"] = Field(
+        default="conv",
+        description="Decoder of the samples' video: the convolutional VAE decoder, or LTX-2.5's diffusion decoder.",
+    )
     skip_initial_validation: bool = Field(default=False, description="Skip sampling at step 0.")
 
     @model_validator(mode="before")

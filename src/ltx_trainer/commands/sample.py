@@ -92,14 +92,21 @@ def build_conditions(
 
 def sample(
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="Single-file checkpoint (.safetensors) or diffusers folder.")
+        Path,
+        typer.Option(
+            "--model", "-m", help="Single-file checkpoint (.safetensors), diffusers folder, or LTX-2.5 release folder."
+        ),
     ],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What to generate.")],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output file; the suffix becomes .mp4, .png (1 frame) or .wav.")
     ] = Path("sample.mp4"),
     text_encoder: Annotated[
-        Path | None, typer.Option(help="Gemma (LTX-2) or T5 (LTX-Video) folder; a diffusers folder has its own.")
+        Path | None,
+        typer.Option(
+            help="Gemma (LTX-2) or T5 (LTX-Video) folder, or LTX-2.5's packed file; diffusers folders and LTX-2.5 "
+            "releases have their own."
+        ),
     ] = None,
     lora: Annotated[
         list[str] | None, typer.Option("--lora", help="LoRA file as PATH[:STRENGTH] (default 1.0); repeat for more.")
@@ -155,6 +162,9 @@ def sample(
     side_by_side: Annotated[bool, typer.Option(help="Show the reference left of the output.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     device: Annotated[str | None, typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).")] = None,
+    video_decoder: Annotated[
+        str, typer.Option(help="conv (the VAE decoder) or diffusion (LTX-2.5's diffusion decoder).")
+    ] = "conv",
 ) -> None:
     """Generate a sample (video with audio on LTX-2; png for one frame) from a model, LoRAs, a prompt and conditions."""
     from pydantic import ValidationError
@@ -205,7 +215,7 @@ def sample(
         )  # fmt: skip
         result = sample_file(
             model, prompt, output, conditions, text_encoder, lora or [], merge, negative_prompt,
-            width, height, frames, fps, seed, overrides, no_audio, device, console.status, denoising,
+            width, height, frames, fps, seed, overrides, no_audio, device, console.status, denoising, video_decoder,
         )  # fmt: skip
     except ValidationError as e:
         message = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())

@@ -57,9 +57,9 @@ def decode_latents(
     """
     frames = waveform = rate = None
     if video_latents is not None:
-        vae = model.video_vae
-        target = torch.device(device) if device is not None else device_of(vae)
-        with on_device([vae], device), torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
+        decoders = model.codec_modules(video=True, audio=False)  # the VAE (and a diffusion decoder when selected)
+        target = torch.device(device) if device is not None else device_of(decoders[-1])
+        with on_device(decoders, device), torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
             torch.manual_seed(seed)
             pixels = model.decode_video(video_latents.to(target))[0]  # [3, F, H, W] in [-1, 1]
         frames = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()

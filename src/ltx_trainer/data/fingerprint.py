@@ -134,13 +134,17 @@ def _safetensors_digests(path: Path) -> list[bytes]:
 
 
 def files_hash(folders: Iterable[Path]) -> str | None:
-    """Content hash of the safetensors weights under ``folders`` (see the module docstring); None if there are none.
+    """Content hash of the safetensors weights under ``folders`` (or of those files themselves; see the module
+    docstring); None if there are none.
 
     Independent of tensor names, file sharding and the float dtype the weights were saved in.
     """
     digests: list[bytes] = []
     for folder in folders:
         folder = Path(folder)
+        if folder.is_file():  # a packed text-encoder file (LTX-2.5)
+            digests.extend(_safetensors_digests(folder))
+            continue
         for path in sorted(folder.rglob("*.safetensors")):
             if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
                 digests.extend(_safetensors_digests(path))

@@ -74,12 +74,16 @@ class ModalityInput:
         timesteps: per-token sigma in [0, 1], ``[B, N]`` (0 on clean conditioning tokens).
         sigma: per-sample sigma ``[B]`` (the sampled noise level; feeds cross-modal and prompt AdaLN).
         positions: ``[B, 3, N, 2]`` video (t in seconds, y, x in pixels; [start, end) bounds) or ``[B, 1, N, 2]`` audio.
+        keyframes: video only, ``[B, N]``: 1 on the tokens of the generated clip's first latent frame (the causal VAE
+            encodes one pixel frame there), 0 elsewhere, references included (``models.latents.keyframe_marker``);
+            families with a keyframe embedding (LTX-2.5) add it there, the others ignore it. None: no token marked.
     """
 
     latent: torch.Tensor
     timesteps: torch.Tensor
     sigma: torch.Tensor
     positions: torch.Tensor
+    keyframes: torch.Tensor | None = None
 
 
 @dataclass
@@ -121,6 +125,10 @@ class LTXModel(Protocol):
     def codec_modules(self, video: bool = True, audio: bool = True) -> list[torch.nn.Module]:
         """The media codecs, loaded on first use: video VAE (``video``); audio VAE and vocoder (``audio``, when the
         family has audio). Callers move them between devices (``models.devices.on_device``)."""
+
+    def select_video_decoder(self, name: str) -> None:
+        """Which decoder ``decode_video`` uses: ``"conv"`` (every family; the default) or ``"diffusion"`` (LTX-2.5's
+        diffusion decoder). Raises ``ModelLoadError`` when the checkpoint has no such decoder."""
 
     def unload_codecs(self) -> None:
         """Free the VAEs and vocoder; they reload lazily on next use."""

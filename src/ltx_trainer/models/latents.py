@@ -29,6 +29,7 @@ __all__ = [
     "ReferenceScale",
     "audio_latent_steps",
     "audio_positions",
+    "keyframe_marker",
     "latent_frames",
     "patchify_audio",
     "patchify_video",
@@ -98,6 +99,19 @@ def video_positions(
         bounds[0] = (bounds[0] + 1 - temporal_compression).clamp(min=0)
     bounds[0] = bounds[0] / fps
     return bounds.unsqueeze(0).expand(batch, -1, -1, -1).clone()
+
+
+def keyframe_marker(batch: int, grid: LatentGrid, reference_tokens: int = 0) -> torch.Tensor:
+    """``[B, reference_tokens + N]`` float: 1 on the target's first latent frame, 0 on the (prepended) reference
+    tokens and every later frame.
+
+    The causal VAE encodes pixel frame 0 alone, so that latent frame holds a single pixel frame; LTX-2.5 marks it
+    with its keyframe embedding, as ltx-core's ``VideoLatentTools.create_initial_state`` does. Conditioning reference
+    tokens stay unmarked (the official pipelines mark only generated single-frame latents).
+    """
+    marker = torch.zeros(batch, reference_tokens + grid.tokens)
+    marker[:, reference_tokens : reference_tokens + grid.tokens_per_frame] = 1.0
+    return marker
 
 
 def audio_positions(

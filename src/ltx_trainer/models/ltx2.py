@@ -134,20 +134,17 @@ def _spec(version: str, transformer_cfg: dict) -> FamilySpec:
 
 def detect(source: SingleFile | Path, pipeline: str | None = None) -> FamilySpec | None:
     """This family's spec for a single file (``source`` a ``SingleFile``) or a diffusers folder whose
-    ``model_index.json`` names ``pipeline``; None when it is not an LTX-2-family model.
+    ``model_index.json`` names ``pipeline``; None when it is not an LTX-2-family model in those layouts (split
+    LTX-2.5 transformer files are ``models.ltx25``'s).
 
     Raises:
-        ModelLoadError: a transformer-only LTX-2 file (an LTX-2.5 split pack), which is not loadable yet.
+        ModelLoadError: an LTX-2.5 diffusers folder (load the official split release instead).
     """
     if isinstance(source, SingleFile):
         if not any(k.startswith("model.diffusion_model.audio_patchify_proj") for k in source.keys):
             return None
         if not source.has("vae."):
-            raise ModelLoadError(
-                f"{source.path}: a transformer-only LTX-2 file (LTX-2.5 split pack?). Loading split packs needs "
-                "model.video_vae_path / model.audio_vae_path, which this version does not support yet; "
-                "use the unified single-file checkpoint or a diffusers folder."
-            )
+            return None
         version = ltx2_version(source.metadata, source.config, source.keys)
         return _spec(version, source.config.get("transformer", {}))
     if pipeline not in PIPELINES:
@@ -155,7 +152,10 @@ def detect(source: SingleFile | Path, pipeline: str | None = None) -> FamilySpec
     transformer_cfg = read_json(Path(source) / "transformer" / "config.json")
     version = "2.0" if transformer_cfg.get("use_prompt_embeddings", True) else "2.3"
     if transformer_cfg.get("use_prompt_adaln_single") is False or not transformer_cfg.get("ff_bias", True):
-        version = "2.5"
+        raise ModelLoadError(
+            f"{source}: an LTX-2.5 diffusers folder; ltx-trainer loads LTX-2.5 from the official split release "
+            "(pass its folder or diffusion_models/<transformer>.safetensors)"
+        )
     return _spec(version, transformer_cfg)
 
 
@@ -188,11 +188,6 @@ class LTX2Model:
         self.load_device: torch.device | None = None
         self.on_block: BlockHook | None = None
         self.text_encoder_bits: int | None = None
-        if spec.version == "2.5":
-            raise ModelLoadError(
-                f"{getattr(source, 'path', source)}: LTX-2.5 (Gemma-4, KV-cacheable cross-attention) is detected but "
-                "not loadable yet: see docs/architecture.md, 'LTX-2.5'."
-            )
 
     @classmethod
     def from_architecture(
@@ -206,7 +201,7 @@ class LTX2Model:
         model.__dict__["transformer"] = LTX2VideoTransformer3DModel(
             **ltx2_transformer.diffusers_config(official_transformer)
         )
-        model.__dict__["connectors"] = LTX2TextConnectors(
+        model.__dict__["connectors"] = ltx2_text.build_connectors(
             **ltx2_text.connectors_diffusers_config(official_transformer, None, gemma_config)
         ).requires_grad_(False)
         return model
@@ -302,7 +297,7 @@ class LTX2Model:
         config = ltx2_text.connectors_diffusers_config(self._official_section("transformer"), file_sd, gemma)
         sd = ltx2_text.connectors_to_diffusers(file_sd)
         return build_module(
-            LTX2TextConnectors,
+            ltx2_text.build_connectors,
             config,
             sd,
             str(self._single.path),
@@ -333,7 +328,17 @@ class LTX2Model:
     official_module_name = staticmethod(ltx2_transformer.module_to_official)  # LoRA export: diffusers -> official
     diffusers_module_name = staticmethod(ltx2_transformer.module_to_diffusers)  # LoRA import: official -> diffusers
     lora_layouts = ("official",)
-    has_video_vae = True  # detection refuses LTX-2 files without a VAE
+    has_video_vae = True  # LTX-2 files without a VAE are split releases (models.ltx25)
+    VIDEO_DECODERS = ("conv",)
+    video_decoder = "conv"
+
+    def select_video_decoder(self, name: str) -> None:
+        """Which decoder ``decode_video`` uses: LTX-2 / 2.3 have the convolutional one only."""
+        if name not in self.VIDEO_DECODERS:
+            raise ModelLoadError(
+                f"video decoder {name!r}: {self.spec.version} checkpoints have only {list(self.VIDEO_DECODERS)}"
+            )
+        self.video_decoder = name
 
     def connector_modules(self) -> list[nn.Module]:
         """The text connectors (frozen; they run every training step, next to the transformer)."""
@@ -513,7 +518,8 @@ class LTX2Model:
             )
         return (video_out if video is not None else None), (audio_out if audio is not None else None)
 
-    def _run_transformer(self, video_in, audio_in, context, dtype, isolate, stg_blocks, stg_mask):
+    def _run_transformer(self, video_in, audio_in, context, dtype, isolate, stg_blocks, stg_mask, **extra):
+        kwargs = {"use_cross_timestep": True, **extra}  # ltx-core feeds the other modality's sigma to the AV AdaLN
         return self.transformer(
             hidden_states=video_in.latent.to(dtype),
             audio_hidden_states=audio_in.latent.to(dtype),
@@ -530,8 +536,8 @@ class LTX2Model:
             isolate_modalities=isolate,
             spatio_temporal_guidance_blocks=stg_blocks,
             perturbation_mask=stg_mask,
-            use_cross_timestep=True,  # ltx-core feeds the other modality's sigma to the cross-modal AdaLN
             return_dict=False,
+            **kwargs,
         )
 
     @staticmethod

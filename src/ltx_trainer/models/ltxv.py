@@ -208,6 +208,13 @@ class LTXVModel:
             return (Path(self.source) / "vae").is_dir()
         return official_configs(self._single)[1] is not None
 
+    video_decoder = "conv"
+
+    def select_video_decoder(self, name: str) -> None:
+        """Which decoder ``decode_video`` uses: LTX-Video has the convolutional one only."""
+        if name != "conv":
+            raise ModelLoadError(f"video decoder {name!r}: LTX-Video has only the convolutional decoder ('conv')")
+
     def codec_modules(self, video: bool = True, audio: bool = True) -> list[nn.Module]:
         """The media codecs (loaded on first use): the video VAE; LTX-Video has no audio codec."""
         return [self.vae] if video else []

@@ -539,9 +539,11 @@ def write_tiny_ltxv(out_dir: Path, seed: int = 0) -> dict[str, Path]:
 def write_tiny(
     out_dir: str | Path, family: str = "ltx2-2.0", seed: int = 0, fp8: bool = False, full_width_blocks: int = 0
 ) -> dict[str, Path]:
-    """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3`` or ``ltxv``) in every on-disk format; ``fp8`` adds
-    the pre-quantized fp8 single file (LTX-2 family); ``full_width_blocks`` writes :func:`write_full_width_ltx23`
-    instead (``ltx2-2.3`` only)."""
+    """Write a tiny model of ``family`` (``ltx2-2.0``, ``ltx2-2.3``, ``ltx2-2.5`` (split release, ``tiny_ltx25``) or
+    ``ltxv``) in every on-disk format; ``fp8`` adds the pre-quantized fp8 single file (LTX-2 2.0 / 2.3);
+    ``full_width_blocks`` writes :func:`write_full_width_ltx23` instead (``ltx2-2.3`` only)."""
+    if family == "ltx2-2.5" and not (fp8 or full_width_blocks):
+        return __import__("ltx_trainer.models.tiny_ltx25", fromlist=["_"]).write_tiny_ltx25(out_dir, seed)
     if full_width_blocks:
         if family != "ltx2-2.3" or fp8:
             raise ValueError(f"full-width files are written for ltx2-2.3 (without fp8), not {family!r}")
@@ -553,7 +555,7 @@ def write_tiny(
         raise ValueError(f"fp8 variants are written for ltx2-2.0 and ltx2-2.3, not {family!r}")
     if family == "ltxv":
         return write_tiny_ltxv(Path(out_dir), seed=seed)
-    raise ValueError(f"family {family!r} is not one of ltx2-2.0, ltx2-2.3, ltxv")
+    raise ValueError(f"family {family!r} is not one of ltx2-2.0, ltx2-2.3, ltx2-2.5, ltxv")
 
 
 def write_full_width_ltx23(out_dir: str | Path, num_layers: int = 2, seed: int = 0) -> dict[str, Path]:

@@ -155,6 +155,7 @@ def sample_file(
     device: str | None = None,
     status: Callable[[str], object] | None = None,
     progress: Callable[[int], Progress] | None = None,
+    video_decoder: str = "conv",
 ) -> SampleResult:
     """Generate one sample from a model file, LoRA files (``PATH[:STRENGTH]``), a prompt and condition entries
     (``validation.samples[].conditions`` dicts; a reference without factors takes the IC-LoRA header's).
@@ -163,6 +164,7 @@ def sample_file(
         overrides: ``SampleSpec`` fields over the family's defaults (steps, guidance scales, ``stg_blocks``).
         status: ``status(text)`` returns a context manager shown while a phase runs (e.g. rich's ``console.status``).
         progress: ``progress(steps)`` returns the per-step callback of the denoising loop.
+        video_decoder: ``"conv"`` or ``"diffusion"`` (``LTXModel.select_video_decoder``).
 
     Raises:
         ValueError: a bad size, condition or LoRA (pydantic's ``ValidationError`` for a malformed condition).
@@ -178,6 +180,7 @@ def sample_file(
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     model = load_model(model_path, text_encoder, dtype=dtype)
+    model.select_video_decoder(video_decoder)
     fam = model.spec
     read = [(read_lora(path, model.diffusers_module_name), strength) for path, strength in map(parse_lora_arg, loras)]
     header = next((scale for f, _ in read if (scale := f.reference_scale()) is not None), (1, 1))

@@ -193,11 +193,12 @@ class _Stream:
     n_reference: int
     guidance: Guidance
     grid: LatentGrid
+    keyframes: torch.Tensor | None = None  # video: [1, N] marker of the target's first latent frame
 
     def model_input(self, sigma: float) -> ModalityInput:
         timesteps = torch.where(self.keep[..., 0], 0.0, sigma) if not self.frozen else torch.zeros_like(self.x[..., 0])
         noise_level = torch.full((1,), 0.0 if self.frozen else sigma, device=self.x.device)
-        return ModalityInput(self.x, timesteps, noise_level, self.positions)
+        return ModalityInput(self.x, timesteps, noise_level, self.positions, self.keyframes)
 
     def target(self) -> torch.Tensor:
         return self.x[:, self.n_reference :]
@@ -226,6 +227,7 @@ def _stream(
         x, clean = torch.cat([ref, x], dim=1), torch.cat([ref, clean], dim=1)
         keep = torch.cat([torch.ones(1, n_reference, 1, dtype=torch.bool), keep], dim=1)
         positions = torch.cat([cond.reference_positions.to(positions), positions], dim=2)
+    keyframes = lat.keyframe_marker(1, grid, n_reference).to(device) if name == "video" else None
     return _Stream(
         name,
         x.to(device),
@@ -236,6 +238,7 @@ def _stream(
         n_reference,
         NEUTRAL if frozen else guidance,
         grid,
+        keyframes,
     )
 
 

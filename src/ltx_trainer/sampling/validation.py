@@ -108,6 +108,7 @@ class ValidationRunner:
         """A prepared runner, or None when validation is off (no samples, or ``interval: null``)."""
         if not config.validation.samples or config.validation.interval is None:
             return None
+        model.select_video_decoder(config.validation.video_decoder)  # refused here when the model has no such one
         runner = cls(config.validation, model, output_dir, device)
         runner.prepare()
         return runner

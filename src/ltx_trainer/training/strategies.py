@@ -33,7 +33,7 @@ from ltx_trainer.config import (
     SuffixCondition,
 )
 from ltx_trainer.models.base import LTXModel, ModalityInput
-from ltx_trainer.models.latents import LatentGrid, ReferenceScale, reference_video_positions
+from ltx_trainer.models.latents import LatentGrid, ReferenceScale, keyframe_marker, reference_video_positions
 from ltx_trainer.models.lora_files import reference_scale_metadata
 from ltx_trainer.training.draws import Draws
 from ltx_trainer.training.flow_matching import masked_mse, noisy_latents, velocity_target
@@ -210,6 +210,7 @@ class FlexibleStrategy:
             if not isinstance(condition, ReferenceCondition)
         ]
         item = self._noise(x0, positions, masks, modality, sampler, generator)
+        item.input.keyframes = keyframe_marker(b, grid).to(latents.device)
         references = _references(modality) if modality.is_generated else []
         for _, reference in references:
             if _draw_once(reference.probability, generator):
@@ -271,12 +272,16 @@ class FlexibleStrategy:
         b, n_ref, _ = tokens.shape
         tokens = tokens.to(device=current.latent.device, dtype=current.latent.dtype)
         zeros = torch.zeros(b, n_ref, device=current.timesteps.device, dtype=current.timesteps.dtype)
+        keyframes = current.keyframes
+        if keyframes is not None:  # reference tokens are never marked
+            keyframes = torch.cat([keyframes.new_zeros(b, n_ref), keyframes], dim=1)
         return PreparedModality(
             ModalityInput(
                 torch.cat([tokens, current.latent], dim=1),
                 torch.cat([zeros, current.timesteps], dim=1),
                 current.sigma,
                 torch.cat([positions.to(current.positions.dtype), current.positions], dim=2),
+                keyframes,
             ),
             item.target,
             item.loss_mask,

@@ -27,6 +27,7 @@ from ltx_trainer.integrations.tracking import Tracker
 from ltx_trainer.io import atomic_write_bytes, atomic_write_text
 from ltx_trainer.models.base import LTXModel, TextContext, TextFeatures
 from ltx_trainer.models.devices import weights_dtype
+from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
@@ -65,7 +66,12 @@ class Trainer:
         # weights stay fp32); fp32 otherwise, and with mixed_precision_mode "no" (the tests' exact path).
         base_dtype = weights_dtype(self.device, bf16=mixed == "bf16")
         self.model = model or load_model(
-            cfg.model.model_path, cfg.model.text_encoder_path, base_dtype, cfg.acceleration.text_encoder_bits
+            cfg.model.model_path,
+            cfg.model.text_encoder_path,
+            base_dtype,
+            cfg.acceleration.text_encoder_bits,
+            cfg.model.video_vae_path,
+            cfg.model.audio_vae_path,
         )
         if cfg.acceleration.quantization:
             self._quantize_base(cfg.acceleration.quantization, base_dtype)
@@ -116,11 +122,12 @@ class Trainer:
 
     def _empty_prompt_features(self) -> TextFeatures:
         """Caption dropout trains on the empty prompt's features: encode it once, then free the text encoder."""
-        if self.config.model.text_encoder_path is None and not Path(self.config.model.model_path).is_dir():
+        try:
+            features = self.model.encode_text([""])
+        except ModelLoadError as e:
             raise ValueError(
-                "optimization.caption_dropout > 0 needs model.text_encoder_path (the empty prompt is encoded once)"
-            )
-        features = self.model.encode_text([""])
+                f"optimization.caption_dropout > 0 needs the text encoder (the empty prompt is encoded once): {e}"
+            ) from e
         self.model.unload_text_encoder()
         return features
 

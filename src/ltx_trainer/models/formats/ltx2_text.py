@@ -13,6 +13,10 @@ In diffusers that is ``text_proj_in`` (V1) or ``{video,audio}_text_proj_in`` (V2
 ``audio_connector``. The trainer caches the feature extractor's output (``text_features``) and runs the connectors
 every step (``text_context``); ``text_context(text_features(x))`` is ``LTX2TextConnectors.forward(x)``.
 
+LTX-2.5 checkpoints may drop the connectors' feed-forward biases (``connector_ff_bias: false``), which diffusers'
+``LTX2TextConnectors`` cannot express: ``build_connectors`` builds them and removes those biases (the config then
+carries ``connector_ff_bias: False``; it is left out when the biases exist, so 2.0 / 2.3 configs are unchanged).
+
 The connectors take theta 10000 and 128 learnable registers whatever the metadata says (ltx-core ignores
 ``connector_num_learnable_registers`` and ``connector_norm_output``; we refuse other register counts). ``rope_type``
 and ``frequencies_precision`` are shared with the transformer in the official format.
@@ -22,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from diffusers.pipelines.ltx2.connectors import per_layer_masked_mean_norm, per_token_rms_norm
+from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors, per_layer_masked_mean_norm, per_token_rms_norm
 
 from ltx_trainer.models.formats.common import StateDict
 
@@ -158,7 +162,9 @@ def connectors_diffusers_config(
         raise ValueError(f"connector_num_learnable_registers={registers}: ltx-core always uses {_REGISTERS}")
     heads, head_dim = t["connector_num_attention_heads"], t["connector_attention_head_dim"]
     gated = bool(t["connector_apply_gated_attention"])
+    no_ff_bias = {} if t.get("connector_ff_bias", True) else {"connector_ff_bias": False}
     return {
+        **no_ff_bias,
         "caption_channels": width,
         "text_proj_in_factor": states,
         "video_connector_num_attention_heads": heads,
@@ -181,6 +187,19 @@ def connectors_diffusers_config(
         "audio_hidden_dim": audio_dim,
         "proj_bias": v2,
     }
+
+
+def build_connectors(connector_ff_bias: bool = True, **config: object) -> LTX2TextConnectors:
+    """``LTX2TextConnectors(**config)``, without the feed-forward biases of every connector block when
+    ``connector_ff_bias`` is False (``ff.net.0.proj.bias`` / ``ff.net.2.bias`` set to None: ``F.linear`` then adds
+    nothing, exactly a bias-free layer)."""
+    connectors = LTX2TextConnectors(**config)
+    if not connector_ff_bias:
+        for connector in (connectors.video_connector, connectors.audio_connector):
+            for block in connector.transformer_blocks:
+                block.ff.net[0].proj.bias = None
+                block.ff.net[2].bias = None
+    return connectors
 
 
 def connectors_official_config(diffusers_cfg: dict, official_transformer: dict | None = None) -> dict:

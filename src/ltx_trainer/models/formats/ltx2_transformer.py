@@ -1,10 +1,21 @@
-"""LTX-2 / LTX-2.3 transformer: official ``model.diffusion_model.*`` keys and metadata <-> diffusers
+"""LTX-2 / LTX-2.3 / LTX-2.5 transformer: official ``model.diffusion_model.*`` keys and metadata <-> diffusers
 ``LTX2VideoTransformer3DModel``.
+
+LTX-2.5 adds four metadata switches, each read with the default that reproduces older checkpoints (ltx-core's rule):
+``ff_bias`` / ``audio_ff_bias`` (true; 2.5: no feed-forward biases), ``use_prompt_adaln_single`` (true; 2.5: the text
+K/V modulation is the static per-block table, no ``prompt_adaln_single`` modules) and
+``use_keyframes_abs_pos_embedding`` (false; 2.5: a learned ``keyframes_abs_pos_embedding`` added to the tokens of
+single-pixel-frame latents). diffusers' transformer has the same four options under the same names.
 
 The key map is a bijection on dotted-path segments, so the same functions rename state-dict keys, LoRA module paths
 and full fine-tune exports. diffusers' own single-file converter misses LTX-2.3's ``prompt_adaln_single`` modules, so we
 keep our own table.
 """
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
 
 from ltx_trainer.models.formats.common import StateDict
 
@@ -99,6 +110,15 @@ _LTX_CORE_DEFAULTS = {
 }
 
 
+# The LTX-2.5 switches and the values older checkpoints (which lack them) behave as.
+LTX25_SWITCHES = {
+    "ff_bias": True,
+    "audio_ff_bias": True,
+    "use_prompt_adaln_single": True,
+    "use_keyframes_abs_pos_embedding": False,
+}
+
+
 def diffusers_config(official: dict) -> dict:
     """Metadata ``config["transformer"]`` -> ``LTX2VideoTransformer3DModel`` kwargs."""
     t = {**_LTX_CORE_DEFAULTS, **official}
@@ -144,6 +164,7 @@ def diffusers_config(official: dict) -> dict:
         "rope_type": t["rope_type"],
         "use_prompt_embeddings": not t["caption_proj_before_connector"],
         "perturbed_attn": True,  # processor choice only (no weights): lets STG skip self-attention per sample
+        **{key: bool(t.get(key, default)) for key, default in LTX25_SWITCHES.items()},
     }
 
 
@@ -207,4 +228,38 @@ def official_config(diffusers: dict) -> dict:
             caption_proj_input_norm=False,
             caption_projection_second_linear=False,
         )
+    # only what differs from the older checkpoints' behaviour is written: 2.0 / 2.3 files stay as they were
+    cfg.update({k: bool(d[k]) for k, default in LTX25_SWITCHES.items() if bool(d.get(k, default)) != default})
     return cfg
+
+
+@contextmanager
+def gates_from_other_sigma(
+    transformer: torch.nn.Module, video_sigma: torch.Tensor, audio_sigma: torch.Tensor
+) -> Iterator[None]:
+    """For one forward run with ``use_cross_timestep=False``: the audio-video cross-attention gates follow the *other*
+    modality's sigma while their scale/shift keeps the modality's own per-token timesteps (LTX-2.5, ltx-core 1.2.0).
+
+    diffusers offers either both from the other modality's sigma (``use_cross_timestep=True``, LTX-2.3) or both from
+    the own timesteps (``False``); neither reproduces 2.5 once the timesteps differ per token (first-frame
+    conditioning). This swaps the input of the two gate embeddings only.
+
+    Args:
+        transformer: the ``LTX2VideoTransformer3DModel`` (or a wrapper with ``.module``).
+        video_sigma / audio_sigma: ``[B]`` sigmas already scaled as the forward's ``sigma`` argument (x1000).
+    """
+    module = getattr(transformer, "module", transformer)
+    factor = module.config.cross_attn_timestep_scale_multiplier / module.config.timestep_scale_multiplier
+    swaps = ((module.av_cross_attn_video_a2v_gate, audio_sigma), (module.av_cross_attn_audio_v2a_gate, video_sigma))
+    handles = []
+    for gate, sigma in swaps:
+
+        def replace(_module, args, kwargs, sigma=sigma):
+            return ((sigma.flatten() * factor).to(args[0]), *args[1:]), kwargs
+
+        handles.append(gate.register_forward_pre_hook(replace, with_kwargs=True))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
