@@ -266,3 +266,20 @@ def test_adapter_options_reach_peft():
     assert isinstance(loha, LoHaConfig) and (loha.r, loha.alpha, loha.module_dropout) == (4, 8, 0.2)
     dora = peft_config(LoraConfig(adapter="dora", rank=4, dropout=0.1))
     assert dora.use_dora and dora.lora_dropout == 0.1
+
+
+@pytest.mark.parametrize("adapter", ["lora", "dora", "lokr", "loha"])
+def test_sharded_state_dict_keys_get_peft_names(adapter):
+    """FSDP/ZeRO-3 exports read the module state dict (distributed.gathered_weights): its adapter keys, renamed, are
+    exactly the keys of peft's own adapter state dict that the file writers take."""
+    from torch import nn
+
+    from ltx_trainer.config import LoraConfig
+    from ltx_trainer.training.adapters import ADAPTER, add_lora, is_adapter_key, lora_state_dict
+    from ltx_trainer.training.distributed import _peft_name
+
+    model = nn.Sequential()
+    model.add_module("to_q", nn.Linear(64, 64))
+    add_lora(model, LoraConfig(adapter=adapter, rank=2, alpha=2, target_modules=["to_q"]))
+    renamed = {_peft_name(k, ADAPTER) for k in model.state_dict() if is_adapter_key(k)}
+    assert renamed == set(lora_state_dict(model))
