@@ -132,7 +132,7 @@ def test_unknown_key_inside_strategy_drops_union_tag() -> None:
 
 def test_bad_literal_names_key_and_allowed_values() -> None:
     assert _problems(_minimal(optimization={"optimizer_type": "adam"})) == [
-        "optimization.optimizer_type: 'adam' is not one of adamw, adamw8bit"
+        "optimization.optimizer_type: 'adam' is not one of adamw, adamw8bit, prodigy, adamw_schedulefree, came"
     ]
 
 

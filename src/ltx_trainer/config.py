@@ -144,16 +144,40 @@ class ModelConfig(ConfigSection):
 
 
 class LoraConfig(ConfigSection):
-    """``lora:`` the PEFT LoRA adapter (required when ``model.training_mode`` is ``lora``)."""
+    """``lora:`` the PEFT adapter (required when ``model.training_mode`` is ``lora``): LoRA, DoRA, LoKr or LoHa."""
 
+    adapter: Literal["lora", "dora", "lokr", "loha"] = Field(
+        default="lora",
+        description="peft adapter: lora (LoraConfig), dora (LoraConfig use_dora), lokr (LoKrConfig), loha (LoHaConfig)",
+    )
     rank: int = Field(default=64, ge=2, description="LoRA rank r.")
     alpha: int = Field(default=64, ge=1, description="LoRA alpha; keep alpha == rank to match ltx-core inference.")
-    dropout: float = Field(default=0.0, ge=0.0, le=1.0, description="Dropout on the LoRA branch.")
+    dropout: float = Field(default=0.0, ge=0.0, le=1.0, description="Dropout on the LoRA branch (lora, dora).")
     target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"],
         min_length=1,
         description="PEFT module-name suffixes; short names hit video, audio and cross-modal attention alike.",
     )
+    rank_dropout: float | None = Field(
+        default=None, ge=0.0, lt=1.0, description="lokr, loha: chance of dropping each output row of the update."
+    )
+    module_dropout: float | None = Field(
+        default=None, ge=0.0, lt=1.0, description="lokr, loha: chance of skipping a module's update in a step."
+    )
+    factor: int | None = Field(
+        default=None, description="lokr: Kronecker factor of each dimension (-1: the most balanced split)."
+    )
+    decompose_both: bool | None = Field(
+        default=None, description="lokr: also split the smaller Kronecker matrix into rank-r factors."
+    )
+
+    @model_validator(mode="after")
+    def _check_adapter_keys(self) -> LoraConfig:
+        given = {name: getattr(self, name) for name in config_checks.ADAPTER_ONLY_KEYS}
+        issues = config_checks.adapter_issues(self.adapter, given, self.dropout)
+        if issues:
+            raise ValueError("\n".join(issues))
+        return self
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -396,6 +420,17 @@ TrainingStrategyConfig = Annotated[
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+class EmaConfig(ConfigSection):
+    """``optimization.ema:`` an exponential moving average of the trainable weights (ours): exported next to the raw
+    weights (``*_ema.safetensors``), saved with the training state, and used by validation."""
+
+    decay: float = Field(default=0.999, gt=0.0, lt=1.0, description="ema = decay * ema + (1 - decay) * weights.")
+    update_every: int = Field(default=1, ge=1, description="Optimizer steps between two EMA updates.")
+    start_step: int = Field(
+        default=0, ge=0, description="First step averaged (a copy of the weights then); earlier steps are not."
+    )
+
+
 class OptimizationConfig(ConfigSection):
     """``optimization:`` optimizer, schedule and batch shape."""
 
@@ -404,7 +439,14 @@ class OptimizationConfig(ConfigSection):
     batch_size: int = Field(default=2, ge=1, description="Samples per device per micro-step.")
     gradient_accumulation_steps: int = Field(default=1, ge=1, description="Micro-steps per optimizer step.")
     max_grad_norm: float = Field(default=1.0, ge=0.0, description="Gradient clipping norm; 0 disables clipping.")
-    optimizer_type: Literal["adamw", "adamw8bit"] = Field(default="adamw", description="torch AdamW or bnb 8-bit.")
+    optimizer_type: Literal["adamw", "adamw8bit", "prodigy", "adamw_schedulefree", "came"] = Field(
+        default="adamw",
+        description="torch AdamW, bnb 8-bit AdamW, or pytorch-optimizer's Prodigy, ScheduleFreeAdamW, CAME.",
+    )
+    optimizer_params: dict[str, Any] = Field(
+        default_factory=dict, description="Extra optimizer keyword arguments (betas, weight_decay, ...; ours)."
+    )
+    ema: EmaConfig | None = Field(default=None, description="Exponential moving average of the trainable weights.")
     scheduler_type: Literal["constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "step"] = Field(
         default="linear", description="Learning-rate schedule after warmup."
     )
@@ -427,6 +469,9 @@ class OptimizationConfig(ConfigSection):
                 f"warmup_steps: {self.warmup_steps} is not below steps ({self.steps}), so the learning rate never "
                 f"reaches learning_rate; use at most {max(self.steps // 10, 0)} (about 10% of steps) or 0"
             )
+        issues += config_checks.optimizer_issues(
+            self.optimizer_type, self.optimizer_params, self.scheduler_type, self.learning_rate, self.ema is not None
+        )
         allowed = config_checks.SCHEDULER_PARAMS[self.scheduler_type]
         unknown = config_checks.unknown_params(self.scheduler_params, allowed)
         if unknown:
@@ -1067,6 +1112,16 @@ class LtxTrainerConfig(ConfigSection):
                 )
         if mode == "full" and self.acceleration.quantization is not None:
             issues.append("acceleration.quantization: only works with model.training_mode 'lora'; set it to null")
+        if mode == "lora" and self.lora is not None:
+            clash = config_checks.adapter_quantization_issue(
+                self.lora.adapter, self.acceleration.quantization, QUANTIZATION_ALIASES
+            )
+            issues += [clash] if clash else []
+            if self.lora.adapter != "lora" and self.model.load_checkpoint is not None:
+                issues.append(
+                    f"model.load_checkpoint: starts plain LoRA runs only, not lora.adapter {self.lora.adapter!r}; "
+                    "remove it or train a lora adapter"
+                )
         issues += config_checks.blocks_to_swap_issues(
             self.acceleration.blocks_to_swap,
             mode,

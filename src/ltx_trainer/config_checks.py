@@ -169,3 +169,141 @@ def blocks_to_swap_issues(
     if blocks is not None and value > blocks:
         issues.append(f"{key}: {value} but the model has {blocks} transformer blocks; use 0..{blocks} or a percentage")
     return issues
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# optimizers and adapters (issue 15)
+# ---------------------------------------------------------------------------------------------------------------------
+# ``optimization.optimizer_params`` each optimizer takes (training/optim.py passes them on unchanged), with the kind of
+# value: "float", "bool", "betas2"/"betas3" (a list of 2 or 3 numbers). Prodigy, schedule-free AdamW and CAME are
+# pytorch-optimizer 4.1's; schedule-free's own ``warmup_steps`` is left out (optimization.warmup_steps does it).
+OPTIMIZER_PARAMS: dict[str, dict[str, str]] = {
+    "adamw": {"betas": "betas2", "eps": "float", "weight_decay": "float", "amsgrad": "bool"},
+    "adamw8bit": {"betas": "betas2", "eps": "float", "weight_decay": "float"},
+    "prodigy": {
+        "betas": "betas2",
+        "beta3": "float",
+        "d0": "float",
+        "d_coef": "float",
+        "growth_rate": "float",
+        "weight_decay": "float",
+        "weight_decouple": "bool",
+        "fixed_decay": "bool",
+        "bias_correction": "bool",
+        "safeguard_warmup": "bool",
+        "eps": "float",
+    },
+    "adamw_schedulefree": {
+        "betas": "betas2",
+        "weight_decay": "float",
+        "r": "float",
+        "weight_lr_power": "float",
+        "eps": "float",
+    },
+    "came": {
+        "betas": "betas3",
+        "weight_decay": "float",
+        "weight_decouple": "bool",
+        "fixed_decay": "bool",
+        "clip_threshold": "float",
+        "ams_bound": "bool",
+        "eps1": "float",
+        "eps2": "float",
+    },
+}
+SCHEDULE_FREE = ("adamw_schedulefree",)  # optimizers that average their own weights (no decaying schedule, no EMA)
+PRODIGY_MIN_LR = 0.1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def optimizer_issues(
+    optimizer: str, params: dict, scheduler: str, learning_rate: float, ema: bool, key: str = "optimization"
+) -> list[str]:
+    """Problems with ``optimization.optimizer_params`` and the optimizer's fit with the schedule / EMA (one line each,
+    ``<key>.<field>: ...``)."""
+    allowed = OPTIMIZER_PARAMS[optimizer]
+    issues = []
+    unknown = unknown_params(params, set(allowed))
+    if unknown:
+        issues.append(
+            f"optimizer_params: unknown keys {unknown} for optimizer_type {optimizer!r} (allowed: {sorted(allowed)})"
+        )
+    for name, value in params.items():
+        kind = allowed.get(name)
+        if kind is None:
+            continue
+        if kind.startswith("betas"):
+            size = int(kind[-1])
+            good = isinstance(value, list | tuple) and len(value) == size and all(map(_is_number, value))
+            good = good and all(0 <= b < 1 for b in value)
+            wanted = f"a list of {size} numbers in [0, 1)"
+        elif kind == "bool":
+            good, wanted = isinstance(value, bool), "true or false"
+        else:
+            good, wanted = _is_number(value) and value >= 0, "a number >= 0"
+        if not good:
+            issues.append(f"optimizer_params.{name}: {value!r} is not {wanted}")
+    if optimizer in SCHEDULE_FREE and scheduler != "constant":
+        issues.append(
+            f"scheduler_type: {scheduler!r} with optimizer_type {optimizer!r}: schedule-free optimizers replace the "
+            "decaying schedule by averaging; set scheduler_type: constant (warmup_steps still applies)"
+        )
+    if optimizer in SCHEDULE_FREE and ema:
+        issues.append(
+            f"ema: optimizer_type {optimizer!r} already averages the weights it exports; remove optimization.ema or "
+            "pick another optimizer"
+        )
+    if optimizer == "prodigy" and learning_rate < PRODIGY_MIN_LR:
+        issues.append(
+            f"learning_rate: {learning_rate} with prodigy, which estimates the step size itself: learning_rate "
+            f"multiplies that estimate (use 1.0; below {PRODIGY_MIN_LR} it is an AdamW rate that would stall training)"
+        )
+    return issues
+
+
+# The peft adapter each ``lora.adapter`` builds, and the ``lora:`` keys that belong to only some of them.
+ADAPTERS = ("lora", "dora", "lokr", "loha")
+ADAPTER_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "rank_dropout": ("lokr", "loha"),
+    "module_dropout": ("lokr", "loha"),
+    "factor": ("lokr",),
+    "decompose_both": ("lokr",),
+}
+# Quantized bases peft can't wrap with an adapter (measured on CPU for fp8/int8/fp8-scaled: DoRA's weight norm reads the
+# stored fp8 weight of diffusers' layerwise casting and fails; int4/nf4 run only on CUDA and are not verified here).
+ADAPTER_QUANTIZATION_REFUSED: dict[str, tuple[str, ...]] = {
+    "dora": ("fp8", "int4", "nf4"),
+    "lokr": ("int4", "nf4"),
+    "loha": ("int4", "nf4"),
+}
+
+
+def adapter_issues(adapter: str, given: dict[str, Any], dropout: float) -> list[str]:
+    """Problems inside ``lora:`` (``given``: the adapter-only keys that were set)."""
+    issues = []
+    for name, value in given.items():
+        if value is not None and adapter not in ADAPTER_ONLY_KEYS[name]:
+            owners = " and ".join(ADAPTER_ONLY_KEYS[name])
+            issues.append(f"{name}: only for adapter {owners}, not {adapter!r}; remove it or change lora.adapter")
+    if adapter in ("lokr", "loha") and dropout > 0:
+        issues.append(
+            f"dropout: {adapter} has no input dropout in peft; use rank_dropout or module_dropout, or set dropout: 0"
+        )
+    factor = given.get("factor")
+    if factor is not None and factor != -1 and factor < 2:
+        issues.append(f"factor: {factor} is not -1 (the most balanced split) or a factor >= 2")
+    return issues
+
+
+def adapter_quantization_issue(adapter: str, quantization: str | None, aliases: dict[str, str]) -> str | None:
+    """``lora.adapter`` on a quantized base that peft can't wrap with it, as one line; None when they fit."""
+    mode = aliases.get(quantization, quantization) if quantization else None
+    if mode in ADAPTER_QUANTIZATION_REFUSED.get(adapter, ()):
+        return (
+            f"lora.adapter: {adapter!r} can't wrap an acceleration.quantization {quantization!r} base; use "
+            f"{'int8 or fp8-scaled' if adapter == 'dora' else 'int8, fp8 or fp8-scaled'}, or lora.adapter 'lora'"
+        )
+    return None

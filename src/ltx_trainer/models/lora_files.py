@@ -24,7 +24,7 @@ pair) is an error, never skipped.
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -133,8 +133,14 @@ def save_lora(
     path: Path,
     dtype: torch.dtype = torch.bfloat16,
     extra_metadata: dict[str, str] | None = None,
+    adapter: str = "lora",
 ) -> list[Path]:
-    """Write a trained LoRA (peft naming, fp32) in every layout the model's family uses; returns the files."""
+    """Write a trained LoRA (peft naming, fp32) in every layout the model's family uses; returns the files.
+    Another ``adapter`` (dora, lokr, loha) is written by ``models.adapter_files``."""
+    if adapter != "lora":
+        from ltx_trainer.models.adapter_files import save_adapter
+
+        return save_adapter(model, adapter, peft_sd, rank, alpha, target_modules, path, dtype, extra_metadata)
     metadata = lora_metadata(
         rank,
         alpha,
@@ -158,11 +164,15 @@ def save_lora(
 # ---------------------------------------------------------------------------------------------------------------------
 @dataclass
 class LoraFile:
-    """A LoRA read from disk: diffusers module path -> (A ``[r, in]``, B ``[out, r]`` with alpha folded in)."""
+    """A LoRA read from disk: diffusers module path -> (A ``[r, in]``, B ``[out, r]`` with alpha folded in).
+
+    ``modules``: the DoRA/LoKr/LoHa modules of such a file (``models.adapter_files.ModuleAdapter`` by module path).
+    """
 
     path: Path
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
     metadata: dict[str, str]
+    modules: dict = field(default_factory=dict)
 
     def reference_scale(self) -> tuple[int, int] | None:
         """(downscale, temporal scale) of an IC-LoRA's reference, from the file header, or None."""
@@ -249,6 +259,10 @@ def read_lora(path: str | Path, to_diffusers: Callable[[str], str]) -> LoraFile:
     Raises:
         ValueError: unknown keys or half pairs, naming the file and the first offending keys.
     """
+    from ltx_trainer.models import adapter_files  # it builds on this module
+
+    if adapter_files.holds_adapters(Path(path)):
+        return adapter_files.read_adapter(Path(path), to_diffusers)
     parsed = _parse(Path(path))
     pairs = {}
     unknown = []

@@ -10,6 +10,11 @@ Two ways to apply them, both ``W x + strength * B (A x)``:
   off with ``remove()``.
 - **merge**: ``W += strength * B @ A`` (computed in float32, stored in W's dtype), what ltx-core's ``fuse_loras`` and
   ComfyUI do: no per-step cost, but the delta is rounded to W's dtype (bf16 on GPUs).
+
+LoKr and LoHa files (``models.adapter_files``) apply their update ``dW`` the same two ways: a hook adding
+``strength * x @ dW.T`` (``dW`` built by peft's own helpers, as peft's layers do in training) or ``W += strength * dW``.
+DoRA hooks run peft's ``DoraLinearLayer`` on the layer's output (what peft's DoRA layer adds in eval mode), so a sample
+equals the in-memory one; merged, ``W' = m / |W + s B A| * (W + s B A)`` (row norms) and ``W += strength * (W' - W)``.
 """
 
 import torch
@@ -65,10 +70,74 @@ def apply_loras(
             handles.append(
                 layer.register_forward_hook(_hook(a.to(weight.device, dtype), b.to(weight.device, dtype), strength))
             )
+        for module, adapter in lora.modules.items():
+            layer = _linear(transformer, module, lora)
+            handle = _apply_adapter(layer, getattr(layer, "base_layer", layer), adapter, strength, merge, module, lora)
+            handles += [handle] if handle is not None else []
         logger.info(
-            "LoRA %s (strength %g) %s %d layers", lora.path, strength, "merged into" if merge else "on", len(lora.pairs)
+            "LoRA %s (strength %g) %s %d layers",
+            lora.path,
+            strength,
+            "merged into" if merge else "on",
+            len(lora.pairs) + len(lora.modules),
         )
     return handles
+
+
+def _apply_adapter(
+    layer: nn.Module, base: nn.Linear, adapter, strength: float, merge: bool, module: str, lora: LoraFile
+) -> torch.utils.hooks.RemovableHandle | None:
+    """One LoKr / LoHa / DoRA module (``models.adapter_files.ModuleAdapter``): a forward hook, or merged into W."""
+    weight = base.weight
+    dtype = weight.dtype if weight.is_floating_point() else torch.float32
+    if adapter.kind == "dora":
+        a, b = adapter.tensors["A"], adapter.tensors["B"]
+        _check_shapes(base, a, b, module, lora)
+        if merge:
+            with torch.no_grad():
+                w = weight.float()
+                combined = w + adapter.scale * (b.to(w.device, torch.float32) @ a.to(w.device, torch.float32))
+                magnitude = adapter.tensors["magnitude"].to(w.device, torch.float32)
+                dora = (magnitude / torch.linalg.norm(combined, dim=1)).view(-1, 1) * combined
+                weight.copy_((w + strength * (dora - w)).to(weight.dtype))
+            return None
+        return layer.register_forward_hook(_dora_hook(base, adapter, dtype, strength))
+    delta = adapter.delta_weight(torch.float32, weight.device)
+    if tuple(delta.shape) != (base.out_features, base.in_features):
+        raise ValueError(
+            f"{lora.path}: {module}: the {adapter.kind} update is {list(delta.shape)}, the Linear is "
+            f"{base.out_features} x {base.in_features}; it was trained on a different model"
+        )
+    if merge:
+        with torch.no_grad():
+            weight.copy_((weight.float() + strength * delta).to(weight.dtype))
+        return None
+    return layer.register_forward_hook(_delta_hook(delta.to(dtype), strength))
+
+
+def _delta_hook(delta: torch.Tensor, strength: float):
+    def add_delta(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        out = F.linear(args[0].to(delta.dtype), delta)
+        return output + (out if strength == 1.0 else out * strength).to(output.dtype)
+
+    return add_delta
+
+
+def _dora_hook(base: nn.Linear, adapter, dtype: torch.dtype, strength: float):
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    a, b = adapter.tensors["A"].to(base.weight.device, dtype), adapter.tensors["B"].to(base.weight.device, dtype)
+    lora_a, lora_b = nn.Linear(a.shape[1], a.shape[0], bias=False), nn.Linear(b.shape[1], b.shape[0], bias=False)
+    lora_a.weight, lora_b.weight = nn.Parameter(a, requires_grad=False), nn.Parameter(b, requires_grad=False)
+    dora = DoraLinearLayer(fan_in_fan_out=False).eval()
+    dora.weight = nn.Parameter(adapter.tensors["magnitude"].to(base.weight.device, dtype), requires_grad=False)
+
+    def add_dora(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = args[0].to(dtype)
+        extra = dora(x, lora_A=lora_a, lora_B=lora_b, scaling=adapter.scale, base_layer=base, base_result=output)
+        return output + (extra if strength == 1.0 else extra * strength).to(output.dtype)
+
+    return add_dora
 
 
 def _hook(a: torch.Tensor, b: torch.Tensor, strength: float):

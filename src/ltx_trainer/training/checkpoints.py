@@ -2,9 +2,11 @@
 
 Layout (official names, so existing tooling finds them):
 ``<output_dir>/checkpoints/lora_weights_step_00100.safetensors`` (or ``model_weights_step_...`` for full fine-tunes)
-and ``training_state_step_00100.pt`` next to it. The training state holds the fp32 trainable weights (the exported
-file is bf16 by default, which would not resume bit-exactly), optimizer, scheduler, every RNG, the step, how many
-batches were consumed, and the resolved config (to tell which settings changed on resume).
+and ``training_state_step_00100.pt`` next to it; with ``optimization.ema`` also ``..._step_00100_ema.safetensors``
+(same layouts; a DoRA's diffusers file is ``..._diffusers`` / ``..._ema_diffusers``). The training state holds the fp32
+trainable weights (the exported file is bf16 by default, which would not resume bit-exactly), optimizer, scheduler,
+EMA, every RNG, the step, how many batches were consumed, and the resolved config (to tell which settings changed on
+resume).
 
 Every file is written through :mod:`ltx_trainer.io` (temp file, fsync, rename; 0644; sorted safetensors headers; a
 full disk names the device and path and keeps the previous checkpoint).
@@ -37,7 +39,7 @@ STEP_FILE = re.compile(r"^(lora|model)_weights_step_(\d+)\.safetensors$")
 STATE_FILE = re.compile(r"^training_state_step_(\d+)\.pt$")
 # Every final file of one checkpoint step (never a hidden temp file, which starts with ".").
 STEP_MEMBER = re.compile(
-    r"^(?:(?:lora|model)_weights_step_(\d+)(?:_diffusers)?\.safetensors|training_state_step_(\d+)\.pt"
+    r"^(?:(?:lora|model)_weights_step_(\d+)(?:_ema)?(?:_diffusers)?\.safetensors|training_state_step_(\d+)\.pt"
     r"|rng_state_step_(\d+)_rank\d+\.pt)$"
 )
 

@@ -185,7 +185,17 @@ def gathered_weights(accelerator, model: torch.nn.Module, adapter: str | None) -
     """
     if not sharded(accelerator):
         return None
+    from ltx_trainer.training.adapters import is_adapter_key
+
     state = accelerator.get_state_dict(model)
     if adapter is not None:
-        state = {k.replace(f".{adapter}.", "."): v.float() for k, v in state.items() if "lora_" in k}
+        state = {_peft_name(k, adapter): v.float() for k, v in state.items() if is_adapter_key(k)}
     return state
+
+
+def _peft_name(key: str, adapter: str) -> str:
+    """A module state-dict key in ``get_peft_model_state_dict``'s naming, without the adapter name
+    (``lora_A.default.weight`` -> ``lora_A.weight``, ``lokr_w1.default`` -> ``lokr_w1``, DoRA's
+    ``lora_magnitude_vector.default.weight`` -> ``lora_magnitude_vector``)."""
+    key = key.replace(f".{adapter}.", ".").removesuffix(f".{adapter}")
+    return key.removesuffix(".weight") if key.endswith("lora_magnitude_vector.weight") else key

@@ -59,3 +59,18 @@ class TrainResult:
         if self.finished_before:
             return f"already finished: {self.weights} (raise optimization.steps to train further)"
         return f"done: {self.steps} steps in {self.seconds:.0f} s -> {self.weights}"
+
+
+def progress_bar(disable: bool):
+    """The training progress bar: step count, loss, learning rate, seconds per step, time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[sps]:.2f} s/step"),
+        TimeRemainingColumn(),
+        disable=disable,
+        transient=False,
+    )

@@ -4,25 +4,37 @@ Schedules are functions of the *optimizer step* (``LambdaLR`` multipliers), buil
 stepped once per optimizer step by the trainer, never per micro-step or per process (the official trainer's DDP bug,
 Lightricks/LTX-2 PR #263). Defaults follow the official ``scheduler_params`` (spec/anchors.md §2.5); the optional
 linear warmup is ours.
+
+Optimizers: torch AdamW, bitsandbytes' 8-bit AdamW, and pytorch-optimizer's Prodigy (``prodigy``: learning-rate free,
+``learning_rate`` multiplies its own estimate), ScheduleFreeAdamW (``adamw_schedulefree``: no decaying schedule, the
+weights to sample from are an average it keeps; see :func:`evaluation_weights`) and CAME (``came``: factored second
+moments, memory close to Adafactor's). None of the last three has an 8-bit version in pytorch-optimizer 4.1 or
+bitsandbytes. ``optimization.optimizer_params`` go to the constructor unchanged (checked at config load).
 """
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from ltx_trainer.config_checks import SCHEDULE_FREE
+
 Multiplier = Callable[[int], float]
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], kind: str, lr: float) -> torch.optim.Optimizer:
-    """``adamw`` (torch, fused on CUDA) or ``adamw8bit`` (bitsandbytes)."""
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], kind: str, lr: float, options: dict | None = None
+) -> torch.optim.Optimizer:
+    """The ``optimization.optimizer_type`` optimizer over the trainable ``params`` (``options``: optimizer_params)."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: check lora.target_modules or model.training_mode")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in (options or {}).items()}  # betas
     if kind == "adamw":
         fused = all(p.is_cuda for p in params)
-        return torch.optim.AdamW(params, lr=lr, fused=fused or None)
+        return torch.optim.AdamW(params, lr=lr, fused=fused or None, **options)
     if kind == "adamw8bit":
         try:
             import bitsandbytes as bnb
@@ -33,8 +45,37 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], kind: str, lr: float) -
             ) from e
         if not all(p.is_cuda for p in params):
             raise RuntimeError("optimization.optimizer_type: 'adamw8bit' runs only on CUDA GPUs; use 'adamw' on CPU")
-        return bnb.optim.AdamW8bit(params, lr=lr)
-    raise ValueError(f"optimization.optimizer_type: {kind!r} is not one of adamw, adamw8bit")
+        return bnb.optim.AdamW8bit(params, lr=lr, **options)
+    if kind in ("prodigy", "adamw_schedulefree", "came"):
+        import pytorch_optimizer
+
+        cls = {"prodigy": "Prodigy", "adamw_schedulefree": "ScheduleFreeAdamW", "came": "CAME"}[kind]
+        return getattr(pytorch_optimizer, cls)(params, lr=lr, **options)
+    raise ValueError(
+        f"optimization.optimizer_type: {kind!r} is not one of adamw, adamw8bit, prodigy, adamw_schedulefree, came"
+    )
+
+
+@contextmanager
+def evaluation_weights(optimizer: torch.optim.Optimizer, kind: str) -> Iterator[None]:
+    """Inside: the weights to sample from and export. A schedule-free optimizer trains on an interpolation ``y`` and
+    keeps the average ``x`` it is meant to be evaluated at: ``optimizer.eval()`` switches the parameters to ``x``.
+    Afterwards the training weights are restored bit for bit from a copy (``optimizer.train()`` alone would recompute
+    them with rounding), so a run that validates or saves is identical to one that does not. Other optimizers: no-op.
+    """
+    if kind not in SCHEDULE_FREE:
+        yield
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    with torch.no_grad():
+        saved = [p.detach().clone() for p in params]
+        optimizer.eval()
+        try:
+            yield
+        finally:
+            optimizer.train()
+            for p, value in zip(params, saved, strict=True):
+                p.copy_(value)
 
 
 def _schedule(kind: str, steps: int, params: dict, peak_lr: float) -> Multiplier:

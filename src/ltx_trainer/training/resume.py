@@ -16,6 +16,8 @@ REFUSED_PREFIXES = (
     "model.training_mode",
     "lora.",
     "optimization.optimizer_type",
+    "optimization.optimizer_params",  # a saved optimizer state brings its own hyperparameters back
+    "optimization.ema",
     "optimization.batch_size",
     "optimization.gradient_accumulation_steps",
     "training_strategy.",

@@ -3,9 +3,13 @@
 ``Trainer.__init__`` only stores the config; ``setup`` builds everything in this order:
 accelerator -> the Hub check (``hub.push_to_hub``: token and reachability, in seconds, before minutes of loading)
 -> model (transformer + connectors; the text encoder only if caption dropout needs the empty prompt) -> strategy
--> data -> adapters -> optimizer and schedule (they need the trainable parameters) -> text contexts (once per sample,
-connectors then off the device) -> block offload -> device placement -> resume state. The run ends with the report,
-then the push (``hub.push_to_hub``).
+-> data -> adapters -> optimizer, schedule and EMA (they need the trainable parameters) -> text contexts (once per
+sample, connectors then off the device) -> block offload -> device placement -> resume state. The run ends with the
+report, then the push (``hub.push_to_hub``).
+
+Validation and every exported weights file see the weights to sample from (``_sampling_weights``): a schedule-free
+optimizer's average, or the EMA (which is also written as its own ``*_ema`` file); the training state keeps the raw
+weights, so saving or validating never changes the run.
 """
 
 import time
@@ -32,11 +36,11 @@ from ltx_trainer.models.families import load_model
 from ltx_trainer.models.lora_files import save_lora
 from ltx_trainer.models.offload import BlockOffloader, enable_block_offload, resolve_blocks_to_swap
 from ltx_trainer.models.quantization import quantize_module_, quantize_transformer_
-from ltx_trainer.training import adapters, checkpoints, distributed, guards, resume, run_dir, warm_start
+from ltx_trainer.training import adapters, checkpoints, distributed, ema, guards, resume, run_dir, warm_start
 from ltx_trainer.training.context_cache import ContextCache, features_of, with_empty_prompt
 from ltx_trainer.training.draws import Draws
-from ltx_trainer.training.metrics import PhaseTimer, TrainResult, sigma_bucket_losses
-from ltx_trainer.training.optim import make_optimizer, make_scheduler, set_peak_lr
+from ltx_trainer.training.metrics import PhaseTimer, TrainResult, progress_bar, sigma_bucket_losses
+from ltx_trainer.training.optim import evaluation_weights, make_optimizer, make_scheduler, set_peak_lr
 from ltx_trainer.training.signals import StopRequest
 from ltx_trainer.training.strategies import FlexibleStrategy, PreparedModality
 from ltx_trainer.training.timesteps import make_sigma_sampler
@@ -83,7 +87,9 @@ class Trainer:
         self.empty_prompt = self._empty_prompt_features() if cfg.optimization.caption_dropout > 0 else None
         self._setup_data()
         self._setup_trainable()
-        self.optimizer = make_optimizer(self.trainable, cfg.optimization.optimizer_type, cfg.optimization.learning_rate)
+        opt = cfg.optimization
+        self.optimizer = make_optimizer(self.trainable, opt.optimizer_type, opt.learning_rate, opt.optimizer_params)
+        self.ema = ema.make_ema(opt, self.trainable, distributed.sharded(self.accelerator))
         self.scheduler = make_scheduler(
             self.optimizer,
             cfg.optimization.scheduler_type,
@@ -225,12 +231,14 @@ class Trainer:
         started = time.perf_counter()
         if self.validation is not None and self.validation.due(self.step, starting=True):
             self._validate()
-        with self._progress(total) as progress, StopRequest() as stop:
+        with progress_bar(not self.accelerator.is_main_process) as progress, StopRequest() as stop:
             task = progress.add_task("train", total=total, completed=self.step, loss=float("nan"), lr=0.0, sps=0.0)
             while self.step < total and (stop_after is None or result.steps < stop_after):
                 step_start = time.perf_counter()
                 metrics = self._optimizer_step(batches, accumulation)
                 self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.step)
                 result.steps += 1
                 result.losses.append(metrics["loss"])
                 result.metrics.append(metrics)
@@ -263,9 +271,9 @@ class Trainer:
         """Validation samples at this step (shared by the ranks), logged to W&B/TensorBoard; the report lists them."""
         started = time.perf_counter()
         logger.info("validation at step %d: sampling %d sample(s) ...", self.step, len(self.config.validation.samples))
-        paths = self.validation.run_during_training(
-            self.step, self.accelerator, self.optimizer, self.config.acceleration.offload_optimizer_during_validation
-        )
+        offload = self.config.acceleration.offload_optimizer_during_validation
+        with self._sampling_weights():
+            paths = self.validation.run_during_training(self.step, self.accelerator, self.optimizer, offload)
         logger.info(
             "validation at step %d done in %.0f s: %d file(s)",
             self.step,
@@ -405,24 +413,13 @@ class Trainer:
         transformer = self.accelerator.unwrap_model(self.model.transformer)
         if gathered is None:  # (a sharded model's weights are checked on the gathered copy by save_full_checkpoint)
             self._refuse_nonfinite_weights(transformer)
-        precision = torch.bfloat16 if self.config.checkpoints.precision == "bfloat16" else torch.float32
-        kind = self._weights_kind()
-        path = checkpoints.weights_path(self.checkpoint_dir, kind, self.step)
-        if kind == "lora":
-            lora = self.config.lora
-            written = save_lora(
-                self.model,
-                adapters.lora_state_dict(transformer) if gathered is None else gathered,
-                lora.rank,
-                lora.alpha,
-                lora.target_modules,
-                path,
-                precision,
-                self.strategy.metadata(),  # IC-LoRA reference scale factors, read by samplers
-            )
-        else:
-            self.model.save_full_checkpoint(path, precision, transformer.state_dict() if gathered is None else gathered)
-            written = [path]
+        path = checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
+        with self._sampling_weights(use_ema=False):  # a schedule-free optimizer's average is the exported model
+            written = self._write_weights(transformer, gathered, path)
+        if self.ema is not None:
+            with self.ema.swapped_in() as started:
+                if started:
+                    self._write_weights(transformer, None, ema.ema_path(path))
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
                 self._training_state(transformer, gathered), checkpoints.state_path(self.checkpoint_dir, self.step)
@@ -432,6 +429,24 @@ class Trainer:
         if self.publisher is not None:
             self.publisher.checkpoint_saved(self.step, written)
         return path
+
+    def _write_weights(self, transformer: torch.nn.Module, gathered: dict | None, path: Path) -> list[Path]:
+        precision = torch.bfloat16 if self.config.checkpoints.precision == "bfloat16" else torch.float32
+        if self._weights_kind() == "model":
+            self.model.save_full_checkpoint(path, precision, transformer.state_dict() if gathered is None else gathered)
+            return [path]
+        lora = self.config.lora
+        weights = adapters.lora_state_dict(transformer) if gathered is None else gathered
+        metadata = self.strategy.metadata()  # IC-LoRA reference scale factors, read by samplers
+        args = (lora.rank, lora.alpha, lora.target_modules, path, precision, metadata, lora.adapter)
+        return save_lora(self.model, weights, *args)
+
+    @contextmanager
+    def _sampling_weights(self, use_ema: bool = True):
+        """The weights to sample from in place of the raw ones, restored bit for bit after (module docstring)."""
+        averaged = self.ema.swapped_in() if use_ema and self.ema is not None else nullcontext()
+        with evaluation_weights(self.optimizer, self.config.optimization.optimizer_type), averaged:
+            yield
 
     def _refuse_nonfinite_weights(self, transformer: torch.nn.Module) -> None:
         """A NaN/Inf weight is never written, and so never prunes the last good checkpoint."""
@@ -461,6 +476,7 @@ class Trainer:
             "trainable": weights,
             "optimizer": self.optimizer.state_dict() if full else None,
             "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "generator": self.generator.get_state(),
             "rng": checkpoints.rng_state(),
             "wandb_run_id": self.tracker.run_id if self.tracker is not None else None,
@@ -519,6 +535,8 @@ class Trainer:
                 path,
             )
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
         set_peak_lr(self.optimizer, self.scheduler, self.config.optimization.learning_rate)  # a changed lr applies
         rank_path = self._rank_state_path(state["step"])
         own = checkpoints.load_state(rank_path) if rank_path.is_file() else state
@@ -586,16 +604,3 @@ class Trainer:
         if self.accelerator.is_main_process:
             run_dir.append_metrics(self.output_dir / "metrics.jsonl", metrics)
             self.tracker.log(metrics, self.step)
-
-    def _progress(self, total: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        return Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[sps]:.2f} s/step"),
-            TimeRemainingColumn(),
-            disable=not self.accelerator.is_main_process,
-            transient=False,
-        )

@@ -51,6 +51,11 @@ def load_lora(transformer: nn.Module, model: LTXModel, path: Path, lora: LoraCon
         found = read_lora(path, model.diffusers_module_name)
     except ValueError as e:
         raise UsageError(f"{KEY}: {e}") from e
+    if found.modules:
+        raise UsageError(
+            f"{KEY}: {path} holds DoRA/LoKr/LoHa weights ({len(found.modules)} module(s)); a run starts from plain "
+            "LoRA files only"
+        )
     family = found.metadata.get(BASE_FAMILY_KEY)
     version = found.metadata.get(BASE_VERSION_KEY)
     if family and (family, version) != (model.spec.family, model.spec.version):
