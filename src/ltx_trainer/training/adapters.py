@@ -4,6 +4,9 @@ The files are written and read by ``models.lora_files`` (layouts, alpha folding,
 written by the model itself (``save_full_checkpoint``).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
@@ -59,3 +62,18 @@ def load_lora_state_dict(transformer: nn.Module, sd: dict[str, torch.Tensor]) ->
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"LoRA weights do not fit the model: unexpected keys {unexpected[:5]}")
+
+
+@contextmanager
+def adapters_off(transformer: nn.Module) -> Iterator[None]:
+    """The base model for the duration: every injected LoRA layer computes its base layer alone (peft's switch)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
