@@ -96,7 +96,8 @@ def plot_sigma_losses(metrics: list[dict], path: Path) -> Path | None:
         lo, hi = SIGMA_KEY.match(key).groups()
         points = [(m["step"], m[key]) for m in metrics if key in m and not math.isnan(m[key])]
         if points:
-            ax.plot([s for s, _ in points], _smooth([v for _, v in points]), lw=1.4, label=f"sigma {lo}-{hi}")
+            xs, ys = [s for s, _ in points], _smooth([v for _, v in points])
+            ax.plot(xs, ys, lw=1.4, marker="." if len(points) < 30 else None, label=f"sigma {lo}-{hi}")
     ax.set_ylabel("loss (smoothed)")
     ax.set_xlabel("optimizer step")
     ax.legend(ncol=4, fontsize="small")

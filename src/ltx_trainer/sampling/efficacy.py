@@ -320,9 +320,12 @@ def _draw(model: LTXModel, targets: Sequence[Target], settings: EfficacySettings
     """(clip, seed) -> generated ``Sample`` (latents on the CPU), with the model in whatever state it is now."""
     drawn = {}
     for target in targets:
+        f = target.features  # in the model's dtype, as the trainer feeds them to the connectors
+        audio = f.audio.to(model.dtype) if f.audio is not None else None
+        features = TextFeatures(f.video.to(model.dtype), audio, f.mask)
         for seed in settings.seeds:
             spec = target_spec(target, model.spec, seed, settings.steps)
-            drawn[(target.sample_id, seed)] = generate(model, target.features, None, spec)
+            drawn[(target.sample_id, seed)] = generate(model, features, None, spec)
     return drawn
 
 
