@@ -139,6 +139,7 @@ def test_measure_is_deterministic_and_compares_the_same_seeds(one_clip):
     assert Efficacy.from_dict(first.to_dict()).measurements == first.measurements
 
 
+@pytest.mark.slow
 def test_compare_on_an_interrupted_run_and_the_before_after_report(one_clip, tiny_ltx2, tmp_path):
     """A run stopped before its end (checkpoints at 2 and 4 of 6, no final weights): ``compare`` renders any of its
     checkpoints; the page has the verdict, posters, the base model's validation column and the loss by sigma."""
