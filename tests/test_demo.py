@@ -1,10 +1,12 @@
-"""`ltx-trainer demo` end to end (fewer steps than `make demo`): every stage runs and leaves its outputs."""
+"""`ltx-trainer demo` end to end (fewer steps than `make demo`): every stage runs and leaves its outputs, and the report
+shows the before/after comparison."""
 
 import av
 import pytest
 from safetensors import safe_open
 
 from ltx_trainer.demo import run_demo
+from ltx_trainer.sampling.efficacy import Efficacy
 
 
 @pytest.mark.slow
@@ -18,4 +20,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     with av.open(str(paths["sample"])) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
     assert paths["loss_curve"].stat().st_size > 0
-    assert "demo_sample.mp4" in paths["report"].read_text()
+    assert paths["sample"].name == "step_000020_1.mp4"
+    page = paths["report"].read_text()
+    assert "samples/step_000000_1.mp4" in page and "base model (step 0)" in page and "samples/step_000010_1.mp4" in page
+    efficacy = Efficacy.load(paths["comparison"])
+    assert len(efficacy.captions) == 2 and efficacy.verdict() in page
+    assert page.count("poster=") == 3 + 2 * 3  # validation steps 0, 10, 20; per clip: clip, base, trained

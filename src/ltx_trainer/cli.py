@@ -41,6 +41,7 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert"),
     "info": ("info", "info"),
     "push": ("push", "push"),
+    "compare": ("compare", "compare"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"

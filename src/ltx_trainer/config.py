@@ -799,6 +799,16 @@ class ValidationConfig(ConfigSection):
         description="Decoder of the samples' video: the convolutional VAE decoder, or LTX-2.5's diffusion decoder.",
     )
     skip_initial_validation: bool = Field(default=False, description="Skip sampling at step 0.")
+    efficacy_clips: int = Field(
+        default=2,
+        ge=0,
+        description="Training clips sampled with the base and the trained weights when training ends (the report's "
+        "before/after comparison; runs when interval is set); 0 disables.",
+    )
+    efficacy_seeds: list[int] = Field(
+        default_factory=lambda: [0, 1], min_length=1, description="Seeds of the before/after comparison."
+    )
+    efficacy_steps: int = Field(default=8, gt=0, description="Euler steps per sample of the before/after comparison.")
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 raw synthetic footage (motion, hard cuts, stereo audio) -> ``split-scenes`` -> ``caption`` (template captioner)
 -> ``preprocess`` (video latents, audio latents, text features) -> LoRA training on a tiny LTX-2 model (joint audio
-+ video, first-frame conditioning) -> a sample mp4 with audio from the trained LoRA -> HTML report with the loss curve.
++ video, first-frame conditioning) with a validation prompt sampled at the start (the base model), halfway and at the
+end -> the before/after comparison on two training clips (``training/compare.py``) -> the HTML report: verdict,
+clips next to the base and trained samples with posters, the validation grid, the loss by modality and sigma.
 """
 
 import time
@@ -13,15 +15,15 @@ import numpy as np
 import torch
 
 from ltx_trainer import logger
-from ltx_trainer.config import dump_config, parse_config
+from ltx_trainer.config import parse_config
 from ltx_trainer.data.captioning import TemplateCaptioner, caption_dataset
 from ltx_trainer.data.media import write_video
 from ltx_trainer.data.preprocess import Bucket, PreprocessOptions, preprocess_dataset
 from ltx_trainer.data.scenes import split_folder
-from ltx_trainer.integrations.report import write_report
 from ltx_trainer.models.families import load_model
 from ltx_trainer.models.tiny import write_tiny_ltx2
-from ltx_trainer.sampling.sampler import SampleSpec, generate, save_sample
+from ltx_trainer.sampling.efficacy import EFFICACY_FILE, Efficacy
+from ltx_trainer.training.compare import efficacy_dir, summary_of, validation_samples, write_run_report
 from ltx_trainer.training.trainer import Trainer
 
 WIDTH, HEIGHT, FRAMES, FPS = 96, 64, 17, 24.0
@@ -62,7 +64,7 @@ def synthetic_footage(path: Path, seed: int, scenes: int = 3) -> Path:
     return path
 
 
-def demo_config(model_paths: dict[str, Path], data_root: Path, output_dir: Path, steps: int):
+def demo_config(model_paths: dict[str, Path], data_root: Path, output_dir: Path, steps: int, prompt: str = ""):
     return parse_config(
         {
             "model": {
@@ -91,7 +93,24 @@ def demo_config(model_paths: dict[str, Path], data_root: Path, output_dir: Path,
             "acceleration": {"mixed_precision_mode": "no"},
             "data": {"preprocessed_data_root": str(data_root), "num_dataloader_workers": 0},
             "checkpoints": {"interval": None, "keep_last_n": 1},
-            "validation": {"interval": None},
+            "validation": {
+                "interval": max(1, steps // 2),
+                "samples": [{"prompt": prompt}] if prompt else [],
+                "video_dims": [WIDTH, HEIGHT, FRAMES],
+                "frame_rate": FPS,
+                "inference_steps": 12,
+                "seed": 1,
+                "video_cfg_scale": 2.0,
+                "audio_cfg_scale": 2.0,
+                "video_stg_scale": 0.0,
+                "audio_stg_scale": 0.0,
+                "guidance_rescale": 0.0,
+                "video_modality_guidance_scale": 1.0,
+                "audio_modality_guidance_scale": 1.0,
+                "negative_prompt": "",
+                "efficacy_clips": 2,
+                "efficacy_steps": 8,
+            },
             "flow_matching": {"timestep_sampling_mode": "uniform", "timestep_sampling_params": {"min_value": 0.05}},
             "seed": 0,
             "output_dir": str(output_dir),
@@ -119,39 +138,38 @@ def run_demo(out_dir: Path = Path("outputs/demo"), steps: int = 200) -> dict[str
     logger.info("demo: preprocessed %d samples (video latents, audio latents, text features)", len(prepared.written))
 
     run_dir = out_dir / "run"
-    config = demo_config(model_paths, clips_dir, run_dir, steps)
+    prompt_text = sorted(clips_dir.glob("*.txt"))[0].read_text().strip()  # validation: the first clip's caption
+    config = demo_config(model_paths, clips_dir, run_dir, steps, prompt_text)
     trainer = Trainer(config)
     trainer.setup()
     result = trainer.train()
     first, last = np.mean(result.losses[:20]), np.mean(result.losses[-20:])
     logger.info("demo: loss %.4f -> %.4f (mean of the first and last 20 steps)", first, last)
 
-    # Sample with the trained LoRA still in memory, prompted with the first clip's caption.
-    prompt_text = sorted(clips_dir.glob("*.txt"))[0].read_text().strip()
-    trainer.model.transformer.eval()
-    spec = SampleSpec(
-        width=WIDTH, height=HEIGHT, frames=FRAMES, fps=FPS, steps=12, seed=1, video_cfg=2.0, audio_cfg=2.0
-    )
-    sample = generate(trainer.model, model.encode_text([prompt_text]), model.encode_text([""]), spec)
-    sample_path = save_sample(trainer.model, sample, run_dir / "samples" / "demo_sample", FPS)
+    # The trainer's report already holds everything; the demo's adds how the data was made.
+    comparison = efficacy_dir(run_dir, result.steps) / EFFICACY_FILE
+    efficacy = Efficacy.load(comparison)
+    sample_path = validation_samples(run_dir)[-1]  # the validation prompt at the last step
     elapsed = time.perf_counter() - started
-    report = write_report(
-        run_dir,
-        "ltx-trainer demo",
-        dump_config(config),
-        [sample_path],
+    summary = summary_of(config, "tiny LTX-2 (2.0)", result.steps, result.weights.name)
+    summary.update(
         {
-            "model": "tiny LTX-2 (2.0)",
             "clips from split-scenes": len(split.clips),
-            "prompt": prompt_text,
-            "steps": result.steps,
+            "validation prompt": prompt_text,
             "loss first 20 steps": f"{first:.4f}",
             "loss last 20 steps": f"{last:.4f}",
             "wall time": f"{elapsed:.0f} s",
-            "LoRA": result.weights.name,
-        },
+        }
     )
+    report = write_run_report(run_dir, config, summary, efficacy, title="ltx-trainer demo")
     with av.open(str(sample_path)) as container:
         streams = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams)
     logger.info("demo: sample %s (%s) after %.0f s", sample_path, streams, elapsed)
-    return {"lora": result.weights, "sample": sample_path, "report": report, "loss_curve": run_dir / "loss.png"}
+    logger.info("demo: %s", efficacy.verdict())
+    return {
+        "lora": result.weights,
+        "sample": sample_path,
+        "comparison": comparison,
+        "report": report,
+        "loss_curve": run_dir / "loss.png",
+    }

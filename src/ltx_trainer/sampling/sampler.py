@@ -8,7 +8,7 @@ One denoising step, per modality (spec/anchors.md §6.8, ltx-core's ``MultiModal
                 + (modality - 1) * (cond - isolated)   # modality isolation: audio<->video attention off
     pred *= rescale * std(cond) / std(pred) + (1 - rescale)   # guidance rescale, when rescale != 0
     pred[conditioning tokens] = clean latents
-    x_next = x_t + (pred - x_t) / sigma * (sigma_next - sigma)   # Euler
+    x_next = x_t + (x_t - pred) / sigma * (sigma_next - sigma)   # Euler: velocity (x_t - pred) / sigma
     x_next[conditioning tokens] = clean latents                   # re-imposed after every step
 
 Each extra prediction is one transformer pass, run only when some generated modality uses it; modality isolation only
@@ -343,7 +343,7 @@ def generate(
         for s in generated:
             x0 = guide(cond[s.name], uncond.get(s.name), perturbed.get(s.name), isolated.get(s.name), s.guidance)
             x0 = torch.where(s.keep, s.clean, x0)
-            x_next = s.x + (x0 - s.x) / sigma * (sigma_next - sigma)
+            x_next = s.x + (s.x - x0) / sigma * (sigma_next - sigma)  # velocity (x_t - x0) / sigma = noise - x0
             s.x = torch.where(s.keep, s.clean, x_next)
         if progress is not None:
             progress(i + 1, spec.steps)

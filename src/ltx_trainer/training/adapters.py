@@ -7,6 +7,9 @@
 ``models.adapter_files`` (DoRA, LoKr, LoHa); full fine-tunes are written by the model itself (``save_full_checkpoint``).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from peft import LoHaConfig, LoKrConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 from peft import LoraConfig as PeftLoraConfig
@@ -87,3 +90,18 @@ def load_lora_state_dict(transformer: nn.Module, sd: dict[str, torch.Tensor]) ->
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise ValueError(f"LoRA weights do not fit the model: unexpected keys {unexpected[:5]}")
+
+
+@contextmanager
+def adapters_off(transformer: nn.Module) -> Iterator[None]:
+    """The base model for the duration: every injected LoRA layer computes its base layer alone (peft's switch)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)

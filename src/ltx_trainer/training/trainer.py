@@ -284,19 +284,15 @@ class Trainer:
             self.tracker.log_samples(paths, self.step)
 
     def _write_report(self, result: TrainResult) -> None:
-        """Loss curve PNG + HTML report (config, curves, samples) in the output dir."""
-        samples = sorted((self.output_dir / "samples").glob("*.*")) if (self.output_dir / "samples").is_dir() else []
-        summary = {
-            "model": f"{self.model.spec.family} {self.model.spec.version}",
-            "mode": self.config.model.training_mode,
-            "step": self.step,
-            "last loss": f"{result.losses[-1]:.4f}" if result.losses else "n/a",
-            "weights": result.weights,
-        }
-        from ltx_trainer.integrations.report import write_report  # matplotlib: only at the end
+        """The before/after comparison (when on), then the HTML report (curves, validation grid) in the output dir."""
+        from ltx_trainer.training import compare  # sampling and matplotlib: only at the end
 
-        report = write_report(self.output_dir, "ltx-trainer run", dump_config(self.config), samples, summary)
-        logger.info("report: %s", report)
+        efficacy = compare.end_of_training(self, result.weights)
+        spec = self.model.spec
+        last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+        summary = compare.summary_of(self.config, f"{spec.family} {spec.version}", self.step, result.weights)
+        report = compare.write_run_report(self.output_dir, self.config, {**summary, "last loss": last}, efficacy)
+        logger.info("report: %s%s", report, f" ({efficacy.verdict()})" if efficacy is not None else "")
 
     def _optimizer_step(self, batches, accumulation: int) -> dict:
         """One optimizer step over ``accumulation`` micro-batches; the schedule advances exactly once.
