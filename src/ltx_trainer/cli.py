@@ -37,6 +37,7 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "compute-reference": ("compute_reference", "compute_reference"),
     "sample": ("sample", "sample"),
     "plan": ("plan", "plan"),
+    "ui": ("ui", "ui"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"
