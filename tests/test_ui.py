@@ -319,3 +319,31 @@ def test_the_app_builds_with_a_widget_per_field(tmp_path):
     assert wanted <= ids  # a widget for every field, and an error line under each
     assert {"error-" + elem_id(f.key) for f in form.schema_fields()} <= ids
     assert {"train-launch", "ds-split", "ds-preprocess", "run-stop", "run-resume", "sm-render"} <= ids
+
+
+def test_the_memory_tier_and_new_run_helpers(tmp_path):
+    pytest.importorskip("gradio", reason="the UI needs gradio: uv sync --extra ui")
+    from ltx_trainer.models.memory_plan import TIERS
+    from ltx_trainer.ui.runs_page import next_free
+    from ltx_trainer.ui.sample_page import conditions, lora_files
+    from ltx_trainer.ui.train_page import _plan
+
+    rows, best, text = _plan("tiny-ltx2", 24, 64, "256x256x33", {"model.training_mode": "lora", "lora.rank": "8"})
+    assert best is not None and best.fits and best.tier in TIERS and text.startswith("tiny-ltx2: fastest that fits")
+    assert {r.tier for r in rows} == set(TIERS)
+    _, nothing, text = _plan("tiny-ltx2", 1, 1, "704x384x97", {})  # the host alone needs 4 GB
+    assert nothing is None and text.startswith("Nothing fits 1 GB GPU")
+    with pytest.raises(ValueError, match="is not W x H x F"):
+        _plan("tiny-ltx2", 24, 64, "256x256", {})
+
+    run = _run_folder(tmp_path / "outputs" / "run-1", 10, 1, [5, 10])
+    (tmp_path / "outputs" / "run-2").mkdir()
+    assert next_free(run) == tmp_path / "outputs" / "run-3"
+    assert lora_files(tmp_path / "outputs") == [
+        str(run / "checkpoints" / f"lora_weights_step_{s:05d}.safetensors") for s in (10, 5)
+    ]
+    assert conditions(Path("a.png"), Path("v.mp4"), 9, Path("s.wav")) == [
+        {"type": "first_frame", "image_or_video": "a.png"},
+        {"type": "prefix", "video": "v.mp4", "num_frames": 9},
+        {"type": "audio_to_video", "audio": "s.wav"},
+    ]
