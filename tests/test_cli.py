@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "diffusers", "transformers", "av")
+HEAVY = ("torch", "diffusers", "transformers", "av", "gradio")
 
 
 def test_help_and_config_validate_import_no_heavy_library():

@@ -3,6 +3,7 @@ model family.
 
     config, io, errors (and the package root)  <-  models  <-  data  <-  integrations  <-  sampling  <-  training
         <-  pipeline (run-pipeline: calls data, training and sampling)               commands, cli, demo on top
+                                                                                  <-  ui (the web UI)
 
 Every import is checked, including the ones inside functions (lazy imports are still dependencies).
 """
@@ -28,6 +29,7 @@ ALLOWED = {
     "sampling": BASE | {"models", "data", "integrations", "sampling"},
     "training": BASE | {"models", "data", "integrations", "sampling", "training"},
     "pipeline": BASE | {"models", "data", "integrations", "sampling", "training", "pipeline"},
+    "ui": BASE | {"models", "data", "integrations", "sampling", "training", "ui"},
 }
 TOP = {"commands", "cli", "demo", "__main__"}  # may import anything; nothing below may import them
 
@@ -95,6 +97,20 @@ def violations(path: Path, root: Path = SRC) -> list[str]:
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(SRC)))
 def test_imports_flow_one_way(path):
     assert violations(path) == []
+
+
+def test_the_ui_is_a_layer_above_training_that_only_the_commands_import(tmp_path):
+    fake = tmp_path / "ltx_trainer"
+    for folder in ("training", "ui"):
+        (fake / folder).mkdir(parents=True)
+    (fake / "training" / "bad.py").write_text("def f():\n    from ltx_trainer.ui import runs\n")
+    (fake / "ui" / "bad.py").write_text("from ltx_trainer.training import run\nfrom ltx_trainer.commands import ui\n")
+    assert violations(fake / "training" / "bad.py", fake) == [
+        "training/bad.py:2: training imports ltx_trainer.ui (against the layers)"
+    ]
+    assert violations(fake / "ui" / "bad.py", fake) == [
+        "ui/bad.py:2: ui imports ltx_trainer.commands (commands/cli are on top)"
+    ]
 
 
 def test_the_checker_catches_wrong_imports_also_inside_functions(tmp_path):

@@ -42,6 +42,7 @@ LAZY_VERBS: dict[str, tuple[str, str]] = {
     "info": ("info", "info"),
     "push": ("push", "push"),
     "compare": ("compare", "compare"),
+    "ui": ("ui", "ui"),
 }
 
 _DEBUG_ENV = "LTX_TRAINER_DEBUG"
