@@ -12,10 +12,10 @@ bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || { echo "[make] installing uv with pip"; $(PYTHON) -m pip install -q uv; }
 
 sync: bootstrap
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --extra ui
 
 lint: sync
-	$(UV) run --frozen ruff check src tests
+	$(UV) run --frozen --extra ui ruff check src tests
 
 # The oracle venv (official ltx-core, its own interpreter) is built when ../shared/oracle exists;
 # parity tests skip with a reason otherwise.
@@ -25,7 +25,7 @@ oracle:
 	else echo "[make] no oracle at $(ORACLE_DIR); parity tests will skip"; fi
 
 PYTEST_ENV = LTX_ORACLE_DIR="$(ORACLE_DIR)" LTX_ORACLE_PYTHON="$(ORACLE_VENV)/bin/python"
-PYTEST = $(PYTEST_ENV) $(UV) run --frozen pytest
+PYTEST = $(PYTEST_ENV) $(UV) run --frozen --extra ui pytest
 
 # The suite without the end-to-end cases marked slow (real multi-process runs, kill loops, 100-step curves, the demo)
 # and without the browser tests (test-browser).
@@ -48,7 +48,7 @@ test-browser: bootstrap
 	$(PYTEST_ENV) $(UV) run --frozen --extra ui pytest -m browser
 
 demo: sync
-	$(UV) run --frozen ltx-trainer demo
+	$(UV) run --frozen --extra ui ltx-trainer demo
 
 clean:
 	rm -rf .venv outputs .pytest_cache .ruff_cache

@@ -75,7 +75,7 @@ def test_every_schema_field_is_in_the_form_with_its_description_and_default():
     assert fields["optimization.scheduler_type"].choices[:2] == ("constant", "linear")
     assert fields["acceleration.quantization"].choices[-1] == form.NULL  # optional: null is a choice
     assert fields["training_strategy"].kind == "yaml" and fields["validation.samples"].kind == "yaml"
-    assert form.optional_sections() == ("lora",)
+    assert form.optional_sections() == ("lora", "pipeline")
     assert [s.name for s in form.schema_sections()][-1] == form.GENERAL
 
 

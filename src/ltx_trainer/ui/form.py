@@ -325,6 +325,8 @@ def mapping_from_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], list
         if isinstance(value, _YamlProblem):
             problems.append((f.key, value.message))
         elif present:
+            if f.default is None and not f.required and (value is None or value is False):
+                continue  # an unset optional key (e.g. lora.decompose_both, an unticked box) stays unset
             _set(data, f.key, value)
     for name in off:
         data[name] = None
