@@ -20,13 +20,12 @@ from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from conftest import find_oracle
 from ltx_trainer.models.formats import ltx2_audio as A
 from ltx_trainer.models.formats import ltx2_text as T
 from ltx_trainer.models.formats.common import load_state_dict_strict
 
 REPO = Path(__file__).resolve().parents[1]
-ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", ""))
-ORACLE_DIR = Path(os.environ.get("LTX_ORACLE_DIR", REPO / ".." / "shared" / "oracle"))
 REF_SCRIPT = REPO / "tests" / "oracle_scripts" / "audio_text_ref.py"
 _REAL_23_PATH = REPO.parent / "shared" / "spec" / "configs" / "ltx-2.3-22b.metadata-config.json"
 REAL_23 = json.loads(_REAL_23_PATH.read_text()) if _REAL_23_PATH.is_file() else None
@@ -392,14 +391,15 @@ def _load_ours(checkpoint: Path, gemma_config: dict) -> dict[str, torch.nn.Modul
 @pytest.fixture(scope="session")
 def oracle_results(tmp_path_factory) -> dict[str, dict]:
     """One oracle process: references for the tiny official 2.0/2.3 files and for our two written files."""
-    if not ORACLE_PYTHON.is_file():
+    found = find_oracle()
+    if found is None:
         pytest.skip("oracle venv absent: run bash ../shared/oracle/setup.sh")
     root = tmp_path_factory.mktemp("audio-text")
     makers = {
         v: subprocess.Popen(
             [
-                str(ORACLE_PYTHON),
-                str(ORACLE_DIR / "make_tiny_checkpoint.py"),
+                str(found.python),
+                str(found.dir / "make_tiny_checkpoint.py"),
                 "--out",
                 str(root / v),
                 "--variant",
@@ -425,7 +425,7 @@ def oracle_results(tmp_path_factory) -> dict[str, dict]:
         assert proc.returncode == 0, f"make_tiny_checkpoint {v} failed:\n{out[-3000:]}"
     jobs = {f"official-{v}": root / v / f"ltx-tiny-{v}.safetensors" for v in VARIANTS}
     jobs.update({f"written-{v}": written[v][0] for v in VARIANTS})
-    args = [str(ORACLE_PYTHON), str(REF_SCRIPT), "--gemma", str(root / "2.0" / "gemma")]
+    args = [str(found.python), str(REF_SCRIPT), "--gemma", str(root / "2.0" / "gemma")]
     for name, path in jobs.items():
         args += ["--job", str(path), str(root / f"{name}.pt")]
     for v in VARIANTS:
@@ -436,7 +436,7 @@ def oracle_results(tmp_path_factory) -> dict[str, dict]:
         text=True,
         timeout=600,
         check=False,
-        env={**os.environ, "LTX_ORACLE_DIR": str(ORACLE_DIR)},
+        env={**os.environ, "LTX_ORACLE_DIR": str(found.dir)},
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"{REF_SCRIPT.name} failed:\n{log[-5000:]}"

@@ -7,7 +7,6 @@ set by ``make test``; tools in ``LTX_ORACLE_DIR``, default ``../shared/oracle``)
 
 import copy
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,13 +16,12 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKLLTX2Video
 from safetensors.torch import load_file, save_file
 
+from conftest import find_oracle
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats import ltx2_video_vae as vv
 from ltx_trainer.models.formats.common import load_state_dict_strict
 
 REPO = Path(__file__).resolve().parents[1]
-ORACLE_PYTHON = Path(os.environ.get("LTX_ORACLE_PYTHON", ""))
-ORACLE_DIR = Path(os.environ.get("LTX_ORACLE_DIR", REPO / ".." / "shared" / "oracle"))
 REF_SCRIPT = REPO / "tests" / "oracle_scripts" / "video_vae_ref.py"
 MAX_REL_ERR = 1e-5
 
@@ -228,9 +226,10 @@ def test_decode_noise_and_timestep():
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def oracle_python() -> Path:
-    if not ORACLE_PYTHON.is_file():
+    found = find_oracle()
+    if found is None:
         pytest.skip("oracle venv absent: run bash ../shared/oracle/setup.sh")
-    return ORACLE_PYTHON
+    return found.python
 
 
 def _oracle(python: Path, *args: str) -> str:
@@ -241,7 +240,7 @@ def _oracle(python: Path, *args: str) -> str:
 
 def _reference(python: Path, jobs: dict[Path, Path], load_check: bool = False) -> str:
     """ltx-core encodes/decodes the seeded cases of ``video_vae_ref.py`` for each ``checkpoint -> out`` job."""
-    args = [str(REF_SCRIPT), "--oracle-dir", str(ORACLE_DIR), *(["--load-check"] if load_check else [])]
+    args = [str(REF_SCRIPT), "--oracle-dir", str(find_oracle().dir), *(["--load-check"] if load_check else [])]
     for checkpoint, out in jobs.items():
         args += ["--job", str(checkpoint), str(out)]
     return _oracle(python, *args)
@@ -250,7 +249,7 @@ def _reference(python: Path, jobs: dict[Path, Path], load_check: bool = False) -
 @pytest.fixture(scope="session", params=["2.0", "2.3"])
 def tiny_checkpoint(request, oracle_python, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp(f"tiny-{request.param}")
-    maker = str(ORACLE_DIR / "make_tiny_checkpoint.py")
+    maker = str(find_oracle().dir / "make_tiny_checkpoint.py")
     _oracle(oracle_python, maker, "--out", str(out), "--variant", request.param, "--lora-rank", "0", "--no-verify")
     return out / f"ltx-tiny-{request.param}.safetensors"
 
