@@ -19,6 +19,7 @@ from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
 from ltx_trainer.models.formats import ltxv as ltxv_fmt
 from ltx_trainer.models.ltxv_loading import TEXT_MAX_LENGTH
+from ltx_trainer.models.sources import write_single_file
 
 GEMMA_HIDDEN = 64
 GEMMA_LAYERS = 2
@@ -251,8 +252,7 @@ def save_single_file(
 ) -> Path:
     """Write an official single-file checkpoint: tensors + ``__metadata__`` ``config`` and ``model_version``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    atomic_save_safetensors(tensors, Path(path), {"config": json.dumps(config), "model_version": model_version})
+    write_single_file(sd, path, {"config": json.dumps(config), "model_version": model_version}, dtype)
     return path
 
 
@@ -514,9 +514,8 @@ def write_tiny_ltxv(out_dir: Path, seed: int = 0) -> dict[str, Path]:
         **ltxv_fmt.vae_to_official(modules["vae"].state_dict(), dict(modules["vae"].config)),
     }
     single = out_dir / "ltxv-tiny.safetensors"
-    tensors = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
     config = tiny_official_config(modules["transformer"], modules["vae"])
-    atomic_save_safetensors(tensors, single, {"config": json.dumps(config)})
+    write_single_file(sd, single, {"config": json.dumps(config)}, torch.bfloat16)
     scheduler = FlowMatchEulerDiscreteScheduler(
         use_dynamic_shifting=True,
         base_shift=0.95,

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.formats import (
     ltx2_audio,
     ltx2_text,
@@ -22,6 +21,7 @@ from ltx_trainer.models.formats import (
     ltx25_text,
     ltx25_video_vae,
 )
+from ltx_trainer.models.sources import write_single_file
 from ltx_trainer.models.tiny import TINY_CORPUS, randomize_
 
 GEMMA_VERSION = "gemma4-tiny-ltx-trainer-v1"
@@ -398,5 +398,5 @@ def _without(sd: dict, drop: dict) -> dict:
 
 
 def _save(sd: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    tensors = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    return atomic_save_safetensors(tensors, path, metadata)
+    """The tiny release's files are fp32 (their names say so)."""
+    return write_single_file(sd, path, metadata, torch.float32)
