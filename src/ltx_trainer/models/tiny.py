@@ -32,6 +32,16 @@ TINY_CORPUS = [
 ]
 GEMMA_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
 GEMMA_SPECIAL_TOKENS += ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+AMP_VOCODER = {  # the tiny BigVGAN-v2 (AMP) vocoder and bandwidth extender of LTX-2.3 and LTX-2.5
+    "resblock": "AMP1",
+    "stereo": True,
+    "activation": "snakebeta",
+    "upsample_initial_channel": 32,
+    "resblock_kernel_sizes": [3],
+    "resblock_dilation_sizes": [[1, 3, 5]],
+    "use_tanh_at_final": False,
+    "use_bias_at_final": False,
+}
 
 
 def tiny_ltx2_config(version: str = "2.0", video_dim: int = 32) -> dict:
@@ -101,20 +111,10 @@ def tiny_ltx2_config(version: str = "2.0", video_dim: int = 32) -> dict:
             audio_connector_num_attention_heads=2,
             audio_connector_attention_head_dim=8,
         )
-        amp = {
-            "resblock": "AMP1",
-            "stereo": True,
-            "activation": "snakebeta",
-            "upsample_initial_channel": 32,
-            "resblock_kernel_sizes": [3],
-            "resblock_dilation_sizes": [[1, 3, 5]],
-            "use_tanh_at_final": False,
-            "use_bias_at_final": False,
-        }
         vocoder = {
-            "vocoder": {**amp, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
+            "vocoder": {**AMP_VOCODER, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
             "bwe": {
-                **amp,
+                **AMP_VOCODER,
                 "upsample_rates": [15, 16],
                 "upsample_kernel_sizes": [31, 32],
                 "input_sampling_rate": 16000,
@@ -256,21 +256,26 @@ def save_single_file(
     return path
 
 
-def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
-    """A tiny Gemma-3 folder (config, weights, locally trained byte-level BPE tokenizer) that transformers loads."""
+def train_byte_bpe(special_tokens: list[str], vocab_size: int = GEMMA_VOCAB):
+    """A byte-level BPE (``tokenizers.Tokenizer``) trained here on ``TINY_CORPUS``, nothing downloaded: the tokenizer
+    of the tiny Gemma-3 and Gemma-4."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, GemmaTokenizerFast
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=GEMMA_VOCAB,
-        special_tokens=GEMMA_SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=alphabet)
     tok.train_from_iterator(TINY_CORPUS * 20, trainer)
+    return tok
+
+
+def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
+    """A tiny Gemma-3 folder (config, weights, locally trained byte-level BPE tokenizer) that transformers loads."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, GemmaTokenizerFast
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = train_byte_bpe(GEMMA_SPECIAL_TOKENS)
     tokenizer = GemmaTokenizerFast(
         tokenizer_object=tok,
         bos_token="<bos>",

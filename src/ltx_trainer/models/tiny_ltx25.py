@@ -22,7 +22,7 @@ from ltx_trainer.models.formats import (
     ltx25_video_vae,
 )
 from ltx_trainer.models.sources import write_single_file
-from ltx_trainer.models.tiny import TINY_CORPUS, randomize_
+from ltx_trainer.models.tiny import AMP_VOCODER, randomize_, train_byte_bpe
 
 GEMMA_VERSION = "gemma4-tiny-ltx-trainer-v1"
 MODEL_VERSION = "2.5.0"
@@ -38,16 +38,6 @@ SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<|turn>", "<tur
 SPECIAL_TOKENS += ["<|image|>", "<|audio>", "<audio|>", "<|audio|>", "<|video|>"]
 _BLOCKS = [["compress_space_res", {"multiplier": 1}], ["compress_time_res", {"multiplier": 1}]]
 ENCODER_BLOCKS = _BLOCKS + [["compress_all_res", {"multiplier": 1}]] * 2
-_AMP = {
-    "resblock": "AMP1",
-    "stereo": True,
-    "activation": "snakebeta",
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3],
-    "resblock_dilation_sizes": [[1, 3, 5]],
-    "use_tanh_at_final": False,
-    "use_bias_at_final": False,
-}
 
 
 def tiny_ltx25_config() -> dict:
@@ -167,9 +157,9 @@ def tiny_ltx25_config() -> dict:
         },
     }
     vocoder = {
-        "vocoder": {**_AMP, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
+        "vocoder": {**AMP_VOCODER, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
         "bwe": {
-            **_AMP,
+            **AMP_VOCODER,
             "upsample_rates": [15, 16],
             "upsample_kernel_sizes": [31, 32],
             "input_sampling_rate": 16000,
@@ -270,17 +260,10 @@ def gemma4_config(ids: dict[str, int]) -> dict:
 
 def write_tiny_gemma4(out_dir: Path, seed: int = 0) -> Path:
     """A tiny Gemma-4 unified Hugging Face folder (config with ``gemma_version``, weights, tokenizer, processor)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration, PreTrainedTokenizerFast
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(TINY_CORPUS * 20, trainer)
+    tok = train_byte_bpe(SPECIAL_TOKENS, vocab_size=512)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<bos>",
