@@ -22,7 +22,8 @@ from ltx_trainer.models.formats import (
     ltx25_video_vae,
 )
 from ltx_trainer.models.sources import write_single_file
-from ltx_trainer.models.tiny import AMP_VOCODER, randomize_, train_byte_bpe
+from ltx_trainer.models.tiny import AMP_VOCODER, randomize_
+from ltx_trainer.models.tiny_text import train_byte_bpe
 
 GEMMA_VERSION = "gemma4-tiny-ltx-trainer-v1"
 MODEL_VERSION = "2.5.0"
@@ -263,17 +264,7 @@ def write_tiny_gemma4(out_dir: Path, seed: int = 0) -> Path:
     from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration, PreTrainedTokenizerFast
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = train_byte_bpe(SPECIAL_TOKENS, vocab_size=512)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        padding_side="left",
-        model_max_length=1024,
-    )
+    tok, tokenizer = train_byte_bpe(PreTrainedTokenizerFast, SPECIAL_TOKENS, vocab_size=512, mask_token="<mask>")
     tokenizer.save_pretrained(out_dir)
     config = gemma4_config({t: tok.token_to_id(t) for t in SPECIAL_TOKENS})
     with torch.random.fork_rng(devices=[]):
