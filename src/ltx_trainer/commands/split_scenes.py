@@ -91,12 +91,10 @@ def split_scenes(
     from rich.console import Console
     from rich.table import Table
 
-    from ltx_trainer.data.scenes import split_folder
+    from ltx_trainer.data.scenes import split_folder, with_threshold
     from ltx_trainer.errors import PartialFailure, UsageError
 
-    params = _parse_params(param or [])
-    if threshold is not None:
-        params["adaptive_threshold" if detector == "adaptive" else "threshold"] = threshold
+    params = with_threshold(detector, _parse_params(param or []), threshold)
     console = Console(soft_wrap=True)
     try:
         summary = split_folder(

@@ -159,19 +159,27 @@ def _rel(path: Path, output_dir: Path) -> str:
     return html.escape(Path(os.path.relpath(Path(path).resolve(), Path(output_dir).resolve())).as_posix())
 
 
+def figure_html(href: str, suffix: str, caption: str, width: int, poster: str | None = None, lazy: bool = False) -> str:
+    """One ``<figure>`` of a media file by its ``suffix``: an mp4 as a looping video (with its ``poster`` image;
+    ``lazy``: loaded on play), a wav as an audio player, anything else as an image. ``href``, ``poster`` and
+    ``caption`` are HTML already (escaped). The run report and the pipeline report show their media through it."""
+    if suffix == ".mp4":
+        attrs = (f' poster="{poster}"' if poster is not None else "") + " controls loop" + (' preload="none"' * lazy)
+        body = f'<video src="{href}"{attrs} width="{width}"></video>'
+    elif suffix == ".wav":
+        body = f'<audio src="{href}" controls></audio>'
+    else:
+        body = f'<img src="{href}" width="{width}">'
+    return f"<figure>{body}<figcaption>{caption}</figcaption></figure>"
+
+
 def media_html(path: Path, output_dir: Path, caption: str = "", width: int = 192) -> str:
-    """A figure: an mp4 with its poster (and sound), a png, or a wav player."""
+    """A figure: an mp4 with its poster (and sound, loaded on play), a png, or a wav player."""
     path = Path(path)
     rel = _rel(path, output_dir)
-    if path.suffix == ".mp4":
-        still = poster(path, output_dir)
-        attr = f' poster="{_rel(still, output_dir)}"' if still is not None else ""
-        body = f'<video src="{rel}"{attr} controls loop preload="none" width="{width}"></video>'
-    elif path.suffix == ".wav":
-        body = f'<audio src="{rel}" controls></audio>'
-    else:
-        body = f'<img src="{rel}" width="{width}">'
-    return f"<figure>{body}<figcaption>{html.escape(caption) or rel}</figcaption></figure>"
+    still = poster(path, output_dir) if path.suffix == ".mp4" else None
+    still_rel = _rel(still, output_dir) if still is not None else None
+    return figure_html(rel, path.suffix, html.escape(caption) or rel, width, still_rel, lazy=True)
 
 
 def validation_grid(samples: Sequence[Path], output_dir: Path, prompts: Sequence[str] = ()) -> str:

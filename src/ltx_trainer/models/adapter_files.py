@@ -51,12 +51,11 @@ from safetensors import safe_open
 from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.base import LTXModel
 from ltx_trainer.models.lora_files import (
-    BASE_FAMILY_KEY,
-    BASE_VERSION_KEY,
     COMFY_PREFIX,
     DIFFUSERS_PREFIX,
+    FOLDED_KEY,
     LoraFile,
-    lora_metadata,
+    diffusers_copy_path,
 )
 
 ADAPTER_KIND_KEY = "ltx_trainer_adapter"
@@ -189,27 +188,20 @@ def save_adapter(
     peft_sd: dict[str, torch.Tensor],
     rank: int,
     alpha: float,
-    target_modules: list[str],
     path: Path,
-    dtype: torch.dtype = torch.bfloat16,
-    extra_metadata: dict[str, str] | None = None,
+    dtype: torch.dtype,
+    header: dict[str, str],
 ) -> list[Path]:
     """Write a trained DoRA/LoKr/LoHa (peft naming, fp32): the ComfyUI file at ``path`` and, for DoRA, the diffusers
-    file next to it (``<stem>_diffusers.safetensors``); returns the files."""
-    header = {
-        BASE_FAMILY_KEY: model.spec.family,
-        BASE_VERSION_KEY: model.spec.version,
-        ADAPTER_KIND_KEY: kind,
-        **(extra_metadata or {}),
-    }
-    metadata = {**lora_metadata(rank, alpha, target_modules, header), "ltx_trainer_alpha_folded_into_B": "false"}
+    file next to it (``<stem>_diffusers.safetensors``); returns the files. ``header``: the LoRA header ``save_lora``
+    made (rank, alpha, targets, base model, extras), to which the kind is added."""
+    metadata = {**header, ADAPTER_KIND_KEY: kind, FOLDED_KEY: "false"}
     path = Path(path)
     tensors = export_adapter(kind, peft_sd, rank, alpha, model.official_module_name, dtype)
     written = [atomic_save_safetensors(tensors, path, metadata)]
     if kind == "dora":
-        folded = {**metadata, "ltx_trainer_alpha_folded_into_B": "true"}
-        target = path.with_name(path.stem + "_diffusers.safetensors")
-        written.append(atomic_save_safetensors(export_dora_diffusers(peft_sd, rank, alpha, dtype), target, folded))
+        tensors = export_dora_diffusers(peft_sd, rank, alpha, dtype)
+        written.append(atomic_save_safetensors(tensors, diffusers_copy_path(path), {**metadata, FOLDED_KEY: "true"}))
     return written
 
 

@@ -14,7 +14,8 @@ GEMMA_3_12B = {"text_config": {"hidden_size": 3840, "num_hidden_layers": 48}}
 def official_transformer(arch: str) -> tuple[str, dict, dict | None]:
     """(family, official transformer config, Gemma config for the connectors)."""
     from ltx_trainer.models.formats import ltxv as ltxv_formats
-    from ltx_trainer.models.tiny import GEMMA_HIDDEN, GEMMA_LAYERS, TINY_TRANSFORMER, tiny_ltx2_config
+    from ltx_trainer.models.tiny import TINY_TRANSFORMER, tiny_ltx2_config
+    from ltx_trainer.models.tiny_text import GEMMA_HIDDEN, GEMMA_LAYERS
 
     tiny_gemma = {"text_config": {"hidden_size": GEMMA_HIDDEN, "num_hidden_layers": GEMMA_LAYERS}}
     if arch in ("tiny-ltx2", "tiny-ltx2.3"):

@@ -136,17 +136,13 @@ def save_lora(
     adapter: str = "lora",
 ) -> list[Path]:
     """Write a trained LoRA (peft naming, fp32) in every layout the model's family uses; returns the files.
-    Another ``adapter`` (dora, lokr, loha) is written by ``models.adapter_files``."""
+    Another ``adapter`` (dora, lokr, loha) is written by ``models.adapter_files`` (same header, its own layouts)."""
+    header = {BASE_FAMILY_KEY: model.spec.family, BASE_VERSION_KEY: model.spec.version, **(extra_metadata or {})}
+    metadata = lora_metadata(rank, alpha, target_modules, header)
     if adapter != "lora":
         from ltx_trainer.models.adapter_files import save_adapter
 
-        return save_adapter(model, adapter, peft_sd, rank, alpha, target_modules, path, dtype, extra_metadata)
-    metadata = lora_metadata(
-        rank,
-        alpha,
-        target_modules,
-        {BASE_FAMILY_KEY: model.spec.family, BASE_VERSION_KEY: model.spec.version, **(extra_metadata or {})},
-    )
+        return save_adapter(model, adapter, peft_sd, rank, alpha, path, dtype, metadata)
     written = []
     for layout in model.lora_layouts:
         if layout == "official":
@@ -154,9 +150,14 @@ def save_lora(
             target = Path(path)
         else:
             tensors = export_lora(peft_sd, rank, alpha, str, dtype, DIFFUSERS_PREFIX)
-            target = Path(path).with_name(Path(path).stem + "_diffusers.safetensors")
+            target = diffusers_copy_path(path)
         written.append(atomic_save_safetensors(tensors, target, metadata))
     return written
+
+
+def diffusers_copy_path(path: Path) -> Path:
+    """Where the diffusers-layout copy of the adapter file at ``path`` goes: ``<stem>_diffusers.safetensors``."""
+    return Path(path).with_name(Path(path).stem + "_diffusers.safetensors")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
 from torch import nn
 
-from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models import quantization
 from ltx_trainer.models.base import FamilySpec, ModalityInput, Perturbation, TextContext, TextFeatures
@@ -25,7 +24,13 @@ from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
 from ltx_trainer.models.formats.common import StateDict
 from ltx_trainer.models.loading import BlockHook, build_module
-from ltx_trainer.models.sources import SingleFile, read_json, read_safetensors_dir, safetensors_dir_refs
+from ltx_trainer.models.sources import (
+    SingleFile,
+    read_json,
+    read_safetensors_dir,
+    safetensors_dir_refs,
+    write_single_file,
+)
 
 CONNECTOR_FILE_PREFIXES = (
     "text_embedding_projection.",
@@ -376,8 +381,9 @@ class LTX2Model:
         for name in ("video_vae", "audio_vae", "vocoder"):
             self.__dict__.pop(name, None)
 
-    def official_state_dict(self, transformer_sd: StateDict | None = None) -> tuple[StateDict, dict, str]:
-        """Every component in official single-file keys (optionally with a trained transformer), config, version.
+    def official_file(self, transformer_sd: StateDict | None = None) -> tuple[StateDict, dict[str, str]]:
+        """Every component in official single-file keys (optionally with a trained transformer) and the file's
+        ``__metadata__`` (``config``, ``model_version``).
 
         From a single file the untouched components are copied as stored; from a diffusers folder they are converted.
         """
@@ -403,16 +409,15 @@ class LTX2Model:
                 **ltx2_text.connectors_to_official(self.connectors.state_dict()),
             }
         sd.update(ltx2_transformer.to_official(transformer_sd))
-        return sd, config, f"{self.spec.version}.0"
+        return sd, {"config": json.dumps(config), "model_version": f"{self.spec.version}.0"}
 
     def save_full_checkpoint(
         self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: StateDict | None = None
     ) -> Path:
-        """Write a complete official single file (what ltx-pipelines and ComfyUI load) with the current transformer."""
-        sd, config, version = self.official_state_dict(transformer_sd)
-        tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-        metadata = {"config": json.dumps(config), "model_version": version}
-        return atomic_save_safetensors(tensors, Path(path), metadata)
+        """Write the official file of ``official_file`` with the current transformer: LTX-2 / LTX-2.3 a complete single
+        file (what ltx-pipelines and ComfyUI load), LTX-2.5 the release's transformer file."""
+        sd, metadata = self.official_file(transformer_sd)
+        return write_single_file(sd, path, metadata, dtype)
 
     def unload_text_encoder(self) -> None:
         """Free the text encoder once prompts are cached (validation caches them at start); a transformer parked on

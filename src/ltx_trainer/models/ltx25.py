@@ -23,7 +23,6 @@ import torch
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoDiffusionDecoderModel
 from torch import nn
 
-from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.base import FamilySpec, TextFeatures
 from ltx_trainer.models.devices import device_of
 from ltx_trainer.models.errors import ModelLoadError
@@ -271,8 +270,9 @@ class LTX25Model(LTX2Model):
             )
 
     # ---- files ---------------------------------------------------------------------------------------------------
-    def official_state_dict(self, transformer_sd: StateDict | None = None) -> tuple[StateDict, dict, str]:
-        """The transformer file of the release (transformer + connectors as stored), with the given weights."""
+    def official_file(self, transformer_sd: StateDict | None = None) -> tuple[StateDict, dict[str, str]]:
+        """The transformer file of the release in the official split layout (transformer + connectors as stored, with
+        the given weights) and its ``__metadata__``; the release's other files stay as they are."""
         transformer = getattr(self.transformer, "module", self.transformer)
         transformer_sd = transformer_sd if transformer_sd is not None else transformer.state_dict()
         section = {
@@ -281,18 +281,11 @@ class LTX25Model(LTX2Model):
         }
         sd = self._single.read(CONNECTOR_FILE_PREFIXES[1:])
         sd.update(ltx2_transformer.to_official(transformer_sd))
-        return sd, {"transformer": section}, str(self._single.metadata.get("model_version", "2.5.0"))
-
-    def save_full_checkpoint(
-        self, path: Path, dtype: torch.dtype = torch.bfloat16, transformer_sd: StateDict | None = None
-    ) -> Path:
-        """A transformer file in the official split layout (the release's other files stay as they are)."""
-        sd, config, version = self.official_state_dict(transformer_sd)
-        tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-        metadata = {"config": json.dumps(config), "model_version": version}
+        version = str(self._single.metadata.get("model_version", "2.5.0"))
+        metadata = {"config": json.dumps({"transformer": section}), "model_version": version}
         if "gemma_source_checkpoint" in self._single.metadata:
             metadata["gemma_source_checkpoint"] = self._single.metadata["gemma_source_checkpoint"]
-        return atomic_save_safetensors(tensors, Path(path), metadata)
+        return sd, metadata
 
 
 def _encoder_only(**config: object) -> nn.Module:

@@ -29,7 +29,6 @@ import torch
 from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
 from torch import nn
 
-from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models import latents as lat
 from ltx_trainer.models.base import FamilySpec, ModalityInput, Perturbation, TextContext, TextFeatures
 from ltx_trainer.models.errors import ModelLoadError
@@ -44,7 +43,7 @@ from ltx_trainer.models.ltxv_loading import (
     load_t5,
     official_configs,
 )
-from ltx_trainer.models.sources import SingleFile, read_json
+from ltx_trainer.models.sources import SingleFile, read_json, write_single_file
 
 __all__ = ["DECODE_TIMESTEP", "TEXT_MAX_LENGTH", "LTXVModel", "LTXVNoAudioError", "detect"]
 
@@ -282,8 +281,7 @@ class LTXVModel:
             "transformer": fmt.transformer_official_config(dict(transformer.config), self.causal_fix),
             "vae": fmt.vae_official_config(dict(self.vae.config)),
         }
-        tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-        return atomic_save_safetensors(tensors, Path(path), {"config": json.dumps(config)})
+        return write_single_file(sd, path, {"config": json.dumps(config)}, dtype)
 
     def unload_text_encoder(self) -> None:
         """Free T5 once prompts are cached."""

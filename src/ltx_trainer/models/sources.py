@@ -1,4 +1,5 @@
-"""Read tensors from the two on-disk layouts users have: official single files and diffusers folders."""
+"""Read tensors from the two on-disk layouts users have: official single files and diffusers folders; write the
+official single file (``write_single_file``: every model, tiny or real, writes through it)."""
 
 import json
 from collections.abc import Iterable
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats.common import StateDict
 
@@ -106,3 +108,10 @@ def read_json(path: Path) -> dict:
         raise ModelLoadError(f"{path}: missing") from e
     except json.JSONDecodeError as e:
         raise ModelLoadError(f"{path}: invalid JSON ({e})") from e
+
+
+def write_single_file(sd: StateDict, path: Path, metadata: dict[str, str], dtype: torch.dtype) -> Path:
+    """Write an official single file (atomic): floating tensors cast to ``dtype``, the others as they are, and
+    ``metadata`` as its ``__metadata__`` (``config`` JSON, ``model_version``, ...)."""
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    return atomic_save_safetensors(tensors, Path(path), metadata)

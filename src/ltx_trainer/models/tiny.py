@@ -1,7 +1,7 @@
 """Tiny random models in the real architectures, written in every on-disk format a user has.
 
 Tests and the demo use only these: an official single file with config metadata, a diffusers folder, and a Gemma-3
-(T5 for LTXV) folder whose tokenizer is trained locally with ``tokenizers``. Nothing is downloaded.
+(T5 for LTXV) folder whose tokenizer is trained locally with ``tokenizers`` (``tiny_text``). Nothing is downloaded.
 
 The dims are the smallest the architectures accept (spec/reference-ltx-core.md §2): the VAEs must compress 8x in
 time and 32x in space; latents are 128 channels (video) and 8x16 (audio); the audio VAE needs 64 mel bins and
@@ -18,19 +18,19 @@ from torch import nn
 from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.formats import ltx2_audio, ltx2_text, ltx2_transformer, ltx2_video_vae
 from ltx_trainer.models.formats import ltxv as ltxv_fmt
-from ltx_trainer.models.ltxv_loading import TEXT_MAX_LENGTH
+from ltx_trainer.models.sources import write_single_file
+from ltx_trainer.models.tiny_text import GEMMA_HIDDEN, GEMMA_LAYERS, write_tiny_gemma, write_tiny_t5
 
-GEMMA_HIDDEN = 64
-GEMMA_LAYERS = 2
-GEMMA_VOCAB = 512
-TINY_CORPUS = [
-    "A red square glides across a checkered floor while a low hum rises.",
-    "A cat walks on the beach at sunset, waves crash and seagulls call.",
-    "A man speaks to the camera in a quiet room. Cinematic lighting, slow dolly in.",
-    "Rain falls on a neon street at night; cars pass and a siren fades away.",
-]
-GEMMA_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
-GEMMA_SPECIAL_TOKENS += ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+AMP_VOCODER = {  # the tiny BigVGAN-v2 (AMP) vocoder and bandwidth extender of LTX-2.3 and LTX-2.5
+    "resblock": "AMP1",
+    "stereo": True,
+    "activation": "snakebeta",
+    "upsample_initial_channel": 32,
+    "resblock_kernel_sizes": [3],
+    "resblock_dilation_sizes": [[1, 3, 5]],
+    "use_tanh_at_final": False,
+    "use_bias_at_final": False,
+}
 
 
 def tiny_ltx2_config(version: str = "2.0", video_dim: int = 32) -> dict:
@@ -100,20 +100,10 @@ def tiny_ltx2_config(version: str = "2.0", video_dim: int = 32) -> dict:
             audio_connector_num_attention_heads=2,
             audio_connector_attention_head_dim=8,
         )
-        amp = {
-            "resblock": "AMP1",
-            "stereo": True,
-            "activation": "snakebeta",
-            "upsample_initial_channel": 32,
-            "resblock_kernel_sizes": [3],
-            "resblock_dilation_sizes": [[1, 3, 5]],
-            "use_tanh_at_final": False,
-            "use_bias_at_final": False,
-        }
         vocoder = {
-            "vocoder": {**amp, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
+            "vocoder": {**AMP_VOCODER, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
             "bwe": {
-                **amp,
+                **AMP_VOCODER,
                 "upsample_rates": [15, 16],
                 "upsample_kernel_sizes": [31, 32],
                 "input_sampling_rate": 16000,
@@ -251,113 +241,8 @@ def save_single_file(
 ) -> Path:
     """Write an official single-file checkpoint: tensors + ``__metadata__`` ``config`` and ``model_version``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    atomic_save_safetensors(tensors, Path(path), {"config": json.dumps(config), "model_version": model_version})
+    write_single_file(sd, path, {"config": json.dumps(config), "model_version": model_version}, dtype)
     return path
-
-
-def write_tiny_gemma(out_dir: Path, seed: int = 0) -> Path:
-    """A tiny Gemma-3 folder (config, weights, locally trained byte-level BPE tokenizer) that transformers loads."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, GemmaTokenizerFast
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=GEMMA_VOCAB,
-        special_tokens=GEMMA_SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(TINY_CORPUS * 20, trainer)
-    tokenizer = GemmaTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="left",
-        model_max_length=1024,
-    )
-    tokenizer.save_pretrained(out_dir)
-    ids = {t: tok.token_to_id(t) for t in GEMMA_SPECIAL_TOKENS}
-    config = Gemma3Config(
-        text_config={
-            "hidden_size": GEMMA_HIDDEN,
-            "intermediate_size": 128,
-            "num_hidden_layers": GEMMA_LAYERS,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 32,
-            "query_pre_attn_scalar": 32,
-            "sliding_window": 16,
-            "max_position_embeddings": 2048,
-            "vocab_size": tok.get_vocab_size(),
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 64,
-            "patch_size": 4,
-            "vision_use_head": False,
-        },
-        mm_tokens_per_image=16,
-        boi_token_index=ids["<start_of_image>"],
-        eoi_token_index=ids["<end_of_image>"],
-        image_token_index=ids["<image_soft_token>"],
-        eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
-        pad_token_id=ids["<pad>"],
-        bos_token_id=ids["<bos>"],
-    )
-    torch.manual_seed(seed)
-    Gemma3ForConditionalGeneration(config).eval().save_pretrained(out_dir)
-    _to_legacy_gemma_layout(out_dir / "model.safetensors")
-    # What a real Gemma-3 folder also carries, and ltx-core looks for: the image processor config, and a file named
-    # tokenizer.model marking the tokenizer folder (the fast tokenizer itself loads from tokenizer.json).
-    (out_dir / "tokenizer.model").write_text("placeholder: the tokenizer is tokenizer.json\n")
-    (out_dir / "preprocessor_config.json").write_text(
-        json.dumps(
-            {
-                "image_processor_type": "Gemma3ImageProcessor",
-                "processor_class": "Gemma3Processor",
-                "do_resize": True,
-                "size": {"height": 64, "width": 64},
-                "resample": 2,
-                "do_rescale": True,
-                "rescale_factor": 1 / 255,
-                "do_normalize": True,
-                "image_mean": [0.5] * 3,
-                "image_std": [0.5] * 3,
-            },
-            indent=1,
-        )
-    )
-    tok_config_path = out_dir / "tokenizer_config.json"
-    tok_config = json.loads(tok_config_path.read_text())
-    tok_config["extra_special_tokens"] = {
-        "boi_token": "<start_of_image>",
-        "eoi_token": "<end_of_image>",
-        "image_token": "<image_soft_token>",
-    }
-    tok_config_path.write_text(json.dumps(tok_config, indent=1))
-    return out_dir
-
-
-def _to_legacy_gemma_layout(path: Path) -> None:
-    """Rename the vision tower to the layout of the released Gemma-3 checkpoints (``vision_tower.vision_model.*``),
-    which is what users have on disk and what ltx-core reads; transformers 5 drops the ``vision_model`` level."""
-    from safetensors.torch import load_file
-
-    sd = load_file(str(path))
-    legacy = {}
-    for key, value in sd.items():
-        if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
-            key = "vision_tower.vision_model." + key.removeprefix("vision_tower.")
-        legacy[key] = value
-    atomic_save_safetensors(legacy, Path(path), {"format": "pt"})
 
 
 def write_tiny_ltx2(out_dir: str | Path, version: str = "2.0", seed: int = 0, video_dim: int = 32) -> dict[str, Path]:
@@ -438,35 +323,6 @@ TINY_VAE = {
     "spatial_compression_ratio": 32,
     "temporal_compression_ratio": 8,
 }
-TINY_T5 = {
-    "d_model": 32,
-    "d_kv": 8,
-    "d_ff": 64,
-    "num_layers": 2,
-    "num_heads": 4,
-    "feed_forward_proj": "gated-gelu",
-    "relative_attention_num_buckets": 8,
-}
-
-
-def write_tiny_t5(out_dir: Path, seed: int = 0) -> Path:
-    """A tiny T5 encoder folder with a Unigram tokenizer trained here with ``tokenizers`` (pad 0, eos 1, unk 2)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
-    tok.train_from_iterator([s.lower() for s in TINY_CORPUS] * 4, trainer)
-    vocab = [(piece, float(score)) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=TEXT_MAX_LENGTH)
-    tokenizer.save_pretrained(out_dir)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        config = T5Config(vocab_size=len(vocab), pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **TINY_T5)
-        T5EncoderModel(config).eval().save_pretrained(out_dir)
-    return out_dir
 
 
 def build_tiny_ltxv(seed: int = 0) -> dict[str, nn.Module]:
@@ -514,9 +370,8 @@ def write_tiny_ltxv(out_dir: Path, seed: int = 0) -> dict[str, Path]:
         **ltxv_fmt.vae_to_official(modules["vae"].state_dict(), dict(modules["vae"].config)),
     }
     single = out_dir / "ltxv-tiny.safetensors"
-    tensors = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
     config = tiny_official_config(modules["transformer"], modules["vae"])
-    atomic_save_safetensors(tensors, single, {"config": json.dumps(config)})
+    write_single_file(sd, single, {"config": json.dumps(config)}, torch.bfloat16)
     scheduler = FlowMatchEulerDiscreteScheduler(
         use_dynamic_shifting=True,
         base_shift=0.95,

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ltx_trainer.io import atomic_save_safetensors
 from ltx_trainer.models.formats import (
     ltx2_audio,
     ltx2_text,
@@ -22,7 +21,9 @@ from ltx_trainer.models.formats import (
     ltx25_text,
     ltx25_video_vae,
 )
-from ltx_trainer.models.tiny import TINY_CORPUS, randomize_
+from ltx_trainer.models.sources import write_single_file
+from ltx_trainer.models.tiny import AMP_VOCODER, randomize_
+from ltx_trainer.models.tiny_text import train_byte_bpe
 
 GEMMA_VERSION = "gemma4-tiny-ltx-trainer-v1"
 MODEL_VERSION = "2.5.0"
@@ -38,16 +39,6 @@ SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<|turn>", "<tur
 SPECIAL_TOKENS += ["<|image|>", "<|audio>", "<audio|>", "<|audio|>", "<|video|>"]
 _BLOCKS = [["compress_space_res", {"multiplier": 1}], ["compress_time_res", {"multiplier": 1}]]
 ENCODER_BLOCKS = _BLOCKS + [["compress_all_res", {"multiplier": 1}]] * 2
-_AMP = {
-    "resblock": "AMP1",
-    "stereo": True,
-    "activation": "snakebeta",
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3],
-    "resblock_dilation_sizes": [[1, 3, 5]],
-    "use_tanh_at_final": False,
-    "use_bias_at_final": False,
-}
 
 
 def tiny_ltx25_config() -> dict:
@@ -167,9 +158,9 @@ def tiny_ltx25_config() -> dict:
         },
     }
     vocoder = {
-        "vocoder": {**_AMP, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
+        "vocoder": {**AMP_VOCODER, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
         "bwe": {
-            **_AMP,
+            **AMP_VOCODER,
             "upsample_rates": [15, 16],
             "upsample_kernel_sizes": [31, 32],
             "input_sampling_rate": 16000,
@@ -270,27 +261,10 @@ def gemma4_config(ids: dict[str, int]) -> dict:
 
 def write_tiny_gemma4(out_dir: Path, seed: int = 0) -> Path:
     """A tiny Gemma-4 unified Hugging Face folder (config with ``gemma_version``, weights, tokenizer, processor)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration, PreTrainedTokenizerFast
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(TINY_CORPUS * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        padding_side="left",
-        model_max_length=1024,
-    )
+    tok, tokenizer = train_byte_bpe(PreTrainedTokenizerFast, SPECIAL_TOKENS, vocab_size=512, mask_token="<mask>")
     tokenizer.save_pretrained(out_dir)
     config = gemma4_config({t: tok.token_to_id(t) for t in SPECIAL_TOKENS})
     with torch.random.fork_rng(devices=[]):
@@ -398,5 +372,5 @@ def _without(sd: dict, drop: dict) -> dict:
 
 
 def _save(sd: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    tensors = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    return atomic_save_safetensors(tensors, path, metadata)
+    """The tiny release's files are fp32 (their names say so)."""
+    return write_single_file(sd, path, metadata, torch.float32)

@@ -60,14 +60,10 @@ def _link(path: Path, base: Path, label: str) -> str:
 
 
 def _media(path: Path, base: Path) -> str:
+    from ltx_trainer.integrations.report import figure_html  # matplotlib: only when a report is written
+
     href = html.escape(Path(os.path.relpath(path, base)).as_posix())
-    if path.suffix == ".mp4":
-        tag = f'<video src="{href}" controls loop width="320"></video>'
-    elif path.suffix == ".wav":
-        tag = f'<audio src="{href}" controls></audio>'
-    else:
-        tag = f'<img src="{href}" width="320">'
-    return f"<figure>{tag}<figcaption>{html.escape(path.name)}</figcaption></figure>"
+    return figure_html(href, path.suffix, html.escape(path.name), 320)
 
 
 def write_report(layout: Layout, results: list[StageResult]) -> Path:

@@ -91,11 +91,9 @@ class Context:
 
 def detector_params(pipeline: PipelineConfig) -> dict[str, Any]:
     """``pipeline.split.params`` with ``threshold`` under the name its detector uses (as ``split-scenes`` does)."""
-    opts = pipeline.split
-    params = dict(opts.params)
-    if opts.threshold is not None:
-        params["adaptive_threshold" if opts.detector == "adaptive" else "threshold"] = opts.threshold
-    return params
+    from ltx_trainer.data.scenes import with_threshold
+
+    return with_threshold(pipeline.split.detector, pipeline.split.params, pipeline.split.threshold)
 
 
 def split(ctx: Context) -> StageResult:

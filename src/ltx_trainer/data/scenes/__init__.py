@@ -34,6 +34,7 @@ from ltx_trainer.data.scenes.detection import (
     check_detector_params,
     detect_scenes,
     detect_video,
+    with_threshold,
 )
 from ltx_trainer.data.scenes.export import PREVIEW_DIR, save_previews, split_video
 from ltx_trainer.data.scenes.folder import collect_inputs, scan_inputs, split_folder
@@ -69,5 +70,6 @@ __all__ = [
     "scene_file_name",
     "split_folder",
     "split_video",
+    "with_threshold",
     "write_report",
 ]

@@ -59,6 +59,16 @@ def _allowed_params(detector: str) -> dict[str, inspect.Parameter]:
     }
 
 
+def with_threshold(detector: str, params: Mapping[str, Any], threshold: float | None) -> dict[str, Any]:
+    """``params`` with the ``threshold`` option (``split-scenes --threshold``, ``pipeline.split.threshold``), when
+    given, under the name ``detector`` takes it by (``adaptive_threshold`` for the adaptive detector); it wins over
+    the same key in ``params``."""
+    out = dict(params)
+    if threshold is not None:
+        out["adaptive_threshold" if detector == "adaptive" else "threshold"] = threshold
+    return out
+
+
 def check_detector_params(detector: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check detector parameter names against PySceneDetect's constructor; returns them with aliases resolved.
 

@@ -22,6 +22,7 @@ did not add it (Gemma-4's does not), no EOS is added, and the ids are left-padde
 
 import json
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -62,12 +63,10 @@ def to_hf(sd: StateDict) -> StateDict:
         if key.startswith(hf_prefixes) and COMFY_MARKER not in sd:
             out[key] = value
             continue
-        for flat, hf in _PREFIXES.items():
-            if key.startswith(flat):
-                out[hf + key.removeprefix(flat)] = value
-                break
-        else:
+        new = _swap_prefix(key, _PREFIXES.items())
+        if new is None:
             raise ModelLoadError(f"unknown tensor {key!r} in the packed text encoder (expected {sorted(_PREFIXES)})")
+        out[new] = value
     return out
 
 
@@ -77,13 +76,20 @@ def to_packed(sd: StateDict) -> StateDict:
     for key, value in sd.items():
         if key.startswith("lm_head."):
             continue
-        for flat, hf in _PREFIXES.items():
-            if key.startswith(hf):
-                out[flat + key.removeprefix(hf)] = value
-                break
-        else:
+        new = _swap_prefix(key, ((hf, flat) for flat, hf in _PREFIXES.items()))
+        if new is None:
             raise ValueError(f"unknown Gemma-4 unified tensor {key!r}")
+        out[new] = value
     return out
+
+
+def _swap_prefix(key: str, pairs: Iterable[tuple[str, str]]) -> str | None:
+    """``key`` with the first ``old`` prefix of ``pairs`` that it starts with replaced by its ``new``; ``None`` when
+    none matches."""
+    for old, new in pairs:
+        if key.startswith(old):
+            return new + key.removeprefix(old)
+    return None
 
 
 def assets(sd: StateDict) -> dict[str, bytes]:

@@ -82,6 +82,7 @@ _DECODER_COMPRESS = {
 _ENCODER_NAME = {kind: name for name, (kind, _, _) in _ENCODER_COMPRESS.items()}
 _ENCODER_STRIDE = {kind: stride for kind, stride, _ in _ENCODER_COMPRESS.values()}
 _DECODER_NAME = {kind: name for name, (kind, _) in _DECODER_COMPRESS.items()}
+_STATS = "vae.per_channel_statistics."
 _STAT_KEYS = {"mean-of-means": "latents_mean", "std-of-means": "latents_std"}
 
 
@@ -438,6 +439,22 @@ def _rename(key: str, table: dict[str, str]) -> str | None:
     return None if best is None else table[best] + key[len(best) :]
 
 
+def _rename_all(sd: StateDict, table: dict[str, str], fixed: dict[str, str | None], what: str) -> StateDict:
+    """Every key of ``sd`` (in its order) renamed to ``fixed[key]`` when it is there (``None``: dropped), else by
+    ``table`` (``_rename``); raises ``_mismatch`` over the keys that have no place."""
+    out: StateDict = {}
+    unknown = []
+    for key, tensor in sd.items():
+        new = fixed[key] if key in fixed else _rename(key, table)
+        if new is not None:
+            out[new] = tensor
+        elif key not in fixed:
+            unknown.append(key)
+    if unknown:
+        raise _mismatch(unknown, what)
+    return out
+
+
 def _tables_for(official_vae: dict) -> tuple[dict[str, str], dict[str, list[int]]]:
     vae = _vae_section(official_vae)
     return _key_tables(_parse(vae), bool(_get(vae, "timestep_conditioning")))
@@ -461,23 +478,9 @@ def to_diffusers(sd: StateDict, official_vae: dict) -> StateDict:
         ModelLoadError: a ``vae.*`` key has no place in the layout the metadata describes.
     """
     table, dead = _tables_for(official_vae)
-    out: StateDict = {}
-    unknown = []
-    for key, tensor in sd.items():
-        if not key.startswith(FILE_PREFIX):
-            continue
-        if key.startswith("vae.per_channel_statistics."):
-            stat = _STAT_KEYS.get(key.removeprefix("vae.per_channel_statistics."))
-            if stat is not None:
-                out[stat] = tensor
-            continue
-        new = _rename(key, table)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = tensor
-    if unknown:
-        raise _mismatch(unknown, "vae.*")
+    vae = {k: v for k, v in sd.items() if k.startswith(FILE_PREFIX)}
+    stats = {k: _STAT_KEYS.get(k.removeprefix(_STATS)) for k in vae if k.startswith(_STATS)}
+    out = _rename_all(vae, table, stats, "vae.*")
     if not out:
         raise ModelLoadError("the state dict has no vae.* tensors: the file holds no video VAE")
     if dead:
@@ -500,23 +503,9 @@ def to_official(sd: StateDict, official_vae: dict) -> StateDict:
     """
     table, dead = _tables_for(official_vae)
     reverse = {dst: src for src, dst in table.items()}
-    stats = {dst: f"vae.per_channel_statistics.{src}" for src, dst in _STAT_KEYS.items()}
-    out: StateDict = {}
-    unknown = []
-    for key, tensor in sd.items():
-        if key in stats:
-            out[stats[key]] = tensor
-            continue
-        if any(key.startswith(prefix) for prefix in dead):
-            continue
-        new = _rename(key, reverse)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = tensor
-    if unknown:
-        raise _mismatch(unknown, "diffusers")
-    return out
+    dropped: dict[str, str | None] = {k: None for k in sd if any(k.startswith(prefix) for prefix in dead)}
+    stats = {dst: f"{_STATS}{src}" for src, dst in _STAT_KEYS.items()}
+    return _rename_all(sd, reverse, {**dropped, **stats}, "diffusers")
 
 
 def normalize_latents(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
