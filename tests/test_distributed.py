@@ -176,7 +176,7 @@ def test_fsdp2_on_cpu_trains_the_lora_of_one_process_and_its_checkpoint_resumes_
     two = tmp_path / "fsdp2"
     config_path = write(config_for(data, two, 1, optimization=adam), tmp_path / "fsdp2.yaml")
     log = run_launched(config_path, accelerate_config="fsdp2.yaml")
-    assert "FSDP2 on the CPU (gloo)" in log
+    assert torch.cuda.is_available() or "FSDP2 on the CPU (gloo)" in log  # GPUs (scripts/gpu_fsdp2.sh): NCCL
     one = tmp_path / "one"
     train_in_process(config_for(data, one, 2, optimization=adam))
     assert max_diff(lora(one, STEPS), lora(two, STEPS)) <= 1e-5
@@ -275,6 +275,7 @@ def test_shipped_accelerate_configs_parse_with_accelerates_own_dataclasses():
         use_orig_params=fsdp["fsdp_use_orig_params"],
     )
     assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["LTX2VideoTransformerBlock"]
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] is False  # accelerate's loader fails on diffusers models
     from diffusers.models.transformers import transformer_ltx2
 
     assert hasattr(transformer_ltx2, fsdp["fsdp_transformer_layer_cls_to_wrap"])  # the class FSDP2 wraps exists
