@@ -295,6 +295,16 @@ def test_shipped_accelerate_configs_parse_with_accelerates_own_dataclasses():
         assert plugin.deepspeed_config["zero_optimization"]["stage"] == ds["zero_stage"]
 
 
+def test_fsdp1_on_the_cpu_is_refused_in_one_line(monkeypatch):
+    """Only FSDP2 is lifted onto the CPU; an FSDP1 launch config (read from accelerate's FSDP_* variables) stops."""
+    from ltx_trainer.training.distributed import fsdp_on_cpu
+
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(UsageError, match=r"fsdp_version 1 on the CPU.*fsdp_config\.fsdp_version: 2") as error:
+        fsdp_on_cpu(None, "no")
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.slow
 def test_preprocess_in_two_processes_equals_one_process_and_a_crashed_shard_resumes_alone(tiny_ltx2, tmp_path):
     from cli_outcome import invoke
