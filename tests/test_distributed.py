@@ -36,7 +36,7 @@ def data(tiny_ltx2, tmp_path_factory):
 def config_for(data, out: Path, batch: int, steps: int = STEPS, **overrides):
     paths, root = data
     overrides["checkpoints"] = {"interval": 2, "keep_last_n": -1, **overrides.get("checkpoints", {})}
-    optimization = {"steps": steps, "batch_size": batch, "learning_rate": 1e-3}
+    optimization = {"steps": steps, "batch_size": batch, "learning_rate": 1e-3, **overrides.pop("optimization", {})}
     return training_config(paths["single_file"], root, out, optimization=optimization, **overrides)
 
 
@@ -65,10 +65,20 @@ def losses(out: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def launch(config_path: Path, processes: int = 2, **popen) -> subprocess.Popen:
+def launch(config_path: Path, processes: int = 2, accelerate_config: str | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "ltx_trainer.cli", "train", str(config_path), "--num-processes", str(processes)]
+    if accelerate_config is not None:
+        command += ["--accelerate-config", str(REPO / "configs" / "accelerate" / accelerate_config)]
     return subprocess.Popen(command, cwd=REPO, env=env, text=True, **popen)
+
+
+def run_launched(config_path: Path, **kwargs) -> str:
+    """Launch 2 processes, wait, and return their output (the test fails with its tail when the job fails)."""
+    proc = launch(config_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log[-4000:]
+    return log
 
 
 @pytest.mark.slow
@@ -150,6 +160,62 @@ def test_a_killed_rank_ends_the_job_and_two_processes_resume_exactly(data, tmp_p
     assert max_diff(lora(straight, steps), lora(out, steps)) <= 1e-5
 
 
+@pytest.mark.slow
+@pytest.mark.oracle
+def test_fsdp2_on_cpu_trains_the_lora_of_one_process_and_its_checkpoint_resumes_anywhere(data, tmp_path, oracle):
+    """configs/accelerate/fsdp2.yaml, 2 gloo processes x batch 1 (CPU FSDP2 through accelerate's own prepare: each
+    transformer block a unit, frozen base and fp32 LoRA sharded together) == 1 process x batch 2, losses step by step;
+    the gathered LoRA passes the official loader; the FSDP2 checkpoint of step 2 (full optimizer state by name)
+    resumes to the same final LoRA under FSDP2 with 2 processes and without FSDP in 1 process.
+
+    AdamW's eps is 1e-6 here: with the default 1e-8, one tensor whose gradient is rounding noise (~1e-10: attn2's
+    to_q LoRA B, queries against near-identical tiny-Gemma keys) has that noise scaled up to lr-sized steps, and the
+    different float rounding of FSDP2's gathered weights shows as 8.8e-6 max |dLoRA| (measured; 2.7e-7 with 1e-6)."""
+    paths, _ = data
+    adam = {"optimizer_params": {"eps": 1e-6}}
+    two = tmp_path / "fsdp2"
+    config_path = write(config_for(data, two, 1, optimization=adam), tmp_path / "fsdp2.yaml")
+    log = run_launched(config_path, accelerate_config="fsdp2.yaml")
+    assert torch.cuda.is_available() or "FSDP2 on the CPU (gloo)" in log  # GPUs (scripts/gpu_fsdp2.sh): NCCL
+    one = tmp_path / "one"
+    train_in_process(config_for(data, one, 2, optimization=adam))
+    assert max_diff(lora(one, STEPS), lora(two, STEPS)) <= 1e-5
+    assert losses(one) == pytest.approx(losses(two), rel=1e-6, abs=1e-6)
+    weights = two / "checkpoints" / f"lora_weights_step_{STEPS:05d}.safetensors"
+    out = oracle.run("lora_check.py", "--checkpoint", str(paths["single_file"]), "--lora", str(weights))
+    assert "RESULT: PASS" in out
+
+    final = lora(two, STEPS)
+    single = tmp_path / "single"
+    shutil.copytree(two, single)
+    for folder in (two, single):
+        for path in (folder / "checkpoints").glob(f"*_step_{STEPS:05d}*"):
+            path.unlink()
+    run_launched(config_path, accelerate_config="fsdp2.yaml")
+    assert max_diff(lora(two, STEPS), final) <= 1e-5
+    trainer = train_in_process(config_for(data, single, 2, optimization=adam))
+    assert trainer.resumed_from.name == "training_state_step_00002.pt"
+    assert max_diff(lora(single, STEPS), final) <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.oracle
+def test_fsdp2_on_cpu_full_finetune_equals_one_process_and_passes_the_official_loader(data, tmp_path, oracle):
+    paths, _ = data
+    full = {"model": {"training_mode": "full"}, "lora": None, "checkpoints": {"interval": None}}
+    two = tmp_path / "fsdp2"
+    run_launched(write(config_for(data, two, 1, **full), tmp_path / "fsdp2.yaml"), accelerate_config="fsdp2.yaml")
+    one = tmp_path / "one"
+    train_in_process(config_for(data, one, 2, **full))
+    name = f"model_weights_step_{STEPS:05d}.safetensors"
+    assert max_diff(load_file(one / "checkpoints" / name), load_file(two / "checkpoints" / name)) <= 1e-5
+    assert losses(one) == pytest.approx(losses(two), rel=1e-6, abs=1e-6)
+    out = oracle.run(
+        "load_check.py", "--checkpoint", str(two / "checkpoints" / name), "--gemma", str(paths["gemma"]), "--strict"
+    )
+    assert "RESULT: PASS" in out
+
+
 def _rank_pid(launcher: int, rank: int) -> int:
     """The pid of the training process with ``RANK=rank`` among ``launcher``'s descendants."""
     deadline = time.time() + 60
@@ -209,6 +275,7 @@ def test_shipped_accelerate_configs_parse_with_accelerates_own_dataclasses():
         use_orig_params=fsdp["fsdp_use_orig_params"],
     )
     assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["LTX2VideoTransformerBlock"]
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] is False  # accelerate's loader fails on diffusers models
     from diffusers.models.transformers import transformer_ltx2
 
     assert hasattr(transformer_ltx2, fsdp["fsdp_transformer_layer_cls_to_wrap"])  # the class FSDP2 wraps exists
@@ -226,6 +293,16 @@ def test_shipped_accelerate_configs_parse_with_accelerates_own_dataclasses():
             zero3_save_16bit_model=ds.get("zero3_save_16bit_model", False),
         )
         assert plugin.deepspeed_config["zero_optimization"]["stage"] == ds["zero_stage"]
+
+
+def test_fsdp1_on_the_cpu_is_refused_in_one_line(monkeypatch):
+    """Only FSDP2 is lifted onto the CPU; an FSDP1 launch config (read from accelerate's FSDP_* variables) stops."""
+    from ltx_trainer.training.distributed import fsdp_on_cpu
+
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(UsageError, match=r"fsdp_version 1 on the CPU.*fsdp_config\.fsdp_version: 2") as error:
+        fsdp_on_cpu(None, "no")
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.slow

@@ -80,12 +80,43 @@ def make_accelerator(mixed_precision: str):
 
     if not launched():
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(
+    cpu = launched() and not torch.cuda.is_available()
+    accelerator = Accelerator(
         mixed_precision=mixed_precision,
         step_scheduler_with_optimizer=False,
-        cpu=launched() and not torch.cuda.is_available(),
+        cpu=cpu,
         kwargs_handlers=kwargs_handlers(),
     )
+    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        fsdp_on_cpu(accelerator, mixed_precision)
+    return accelerator
+
+
+def fsdp_on_cpu(accelerator, mixed_precision: str) -> None:
+    """CPU FSDP2, for testing and debugging: turn on the FSDP the launch config asked for in gloo processes.
+
+    torch's ``fully_shard`` runs on a CPU mesh with gloo, but Accelerate 1.15 only selects FSDP for GPU-like process
+    groups (``AcceleratorState.__init__``: the FSDP branch is under MULTI_GPU/NPU/XPU/...; MULTI_CPU silently falls
+    back to plain data parallel). This sets on Accelerate's state what that branch sets: the plugin Accelerate builds
+    from the launch config's ``FSDP_*`` variables, and ``DistributedType.FSDP`` (also on ``PartialState``, as
+    ``AcceleratorState.__init__`` does last: every later ``AcceleratorState()`` copies it from there). Accelerate's
+    own ``prepare`` (``fsdp2_prepare_model``), clipping and ``get_state_dict`` then do the work, as on GPUs.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables `accelerate launch` set
+    if plugin.fsdp_version != 2:
+        raise UsageError(
+            f"fsdp_version {plugin.fsdp_version} on the CPU: only FSDP2 runs there (testing, debugging); set "
+            "fsdp_config.fsdp_version: 2 in the accelerate config (configs/accelerate/fsdp2.yaml)"
+        )
+    if mixed_precision != "no":
+        plugin.set_mixed_precision(mixed_precision)
+    accelerator.state.fsdp_plugin = plugin
+    accelerator.state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as AcceleratorState.__init__ ends
+    logger.info("FSDP2 on the CPU (gloo): for testing and debugging; GPUs are where it saves memory")
 
 
 def kwargs_handlers() -> list:
@@ -94,6 +125,12 @@ def kwargs_handlers() -> list:
     from accelerate.utils import DistributedDataParallelKwargs
 
     return [DistributedDataParallelKwargs(find_unused_parameters=True)]
+
+
+def prepared_trainable(optimizer) -> list[torch.nn.Parameter]:
+    """The trainable parameters after ``accelerator.prepare``: FSDP2 replaces each by a sharded one (DTensor) and
+    points the optimizer at it, so clipping must take them from the optimizer, not from before the wrap."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def world_loss(loss: torch.Tensor, weights: torch.Tensor, global_count: int, num_processes: int) -> torch.Tensor:
@@ -191,6 +228,69 @@ def gathered_weights(accelerator, model: torch.nn.Module, adapter: str | None) -
     if adapter is not None:
         state = {_peft_name(k, adapter): v.float() for k, v in state.items() if is_adapter_key(k)}
     return state
+
+
+def gathered_optimizer(accelerator, model: torch.nn.Module, optimizer, full: bool) -> dict | None:
+    """Under FSDP2 (and ``full``), the whole optimizer state, gathered into host memory and keyed by parameter name
+    (every rank must call this; the main process gets it); None otherwise (``optimizer.state_dict()`` is whole).
+
+    Keyed by name, not by shard, it is the same for any number of processes: a resume scatters it again
+    (:func:`load_trained`). For a full fine-tune this is 12 bytes per parameter in the main process's host memory."""
+    if not (full and accelerator.is_fsdp2):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, _inner(optimizer), options=options)
+
+
+def load_trained(accelerator, model: torch.nn.Module, state: dict, adapter: str | None, optimizer) -> None:
+    """Put a training state's weights and optimizer state into the prepared ``model`` and ``optimizer``.
+
+    Under FSDP2 every rank scatters the full weights and optimizer state to its shards (``set_model_state_dict`` /
+    ``set_optimizer_state_dict`` of torch.distributed.checkpoint); an optimizer state saved without FSDP2 (indexed by
+    position) is first named. Otherwise the weights load as saved, and an FSDP2 state's named optimizer state is
+    loaded by name: checkpoints move between DDP, FSDP2 and any number of processes.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    from ltx_trainer.training.adapters import is_adapter_key, load_lora_state_dict
+
+    weights, moments = state["trainable"], state["optimizer"]
+    if accelerator.is_fsdp2:
+        if adapter is not None:  # peft naming (gathered_weights) -> the module's own keys
+            names = {_peft_name(k, adapter): k for k in model.state_dict() if is_adapter_key(k)}
+            weights = {names[k]: v for k, v in weights.items()}
+        options = StateDictOptions(full_state_dict=True, strict=adapter is None)
+        set_model_state_dict(model, weights, options=options)
+    elif adapter is not None:
+        load_lora_state_dict(model, weights)
+    else:
+        model.load_state_dict(weights)
+    if moments is None:
+        return
+    by_name = all(isinstance(k, str) for k in moments["state"])
+    if accelerator.is_fsdp2:
+        options = StateDictOptions(full_state_dict=True)
+        named = moments if by_name else _named_optimizer_state(model, optimizer, moments)
+        set_optimizer_state_dict(model, _inner(optimizer), named, options=options)
+    elif by_name:
+        set_optimizer_state_dict(model, _inner(optimizer), moments)
+    else:
+        optimizer.load_state_dict(moments)
+
+
+def _named_optimizer_state(model: torch.nn.Module, optimizer, moments: dict) -> dict:
+    """``optimizer.state_dict()`` (parameters by position) keyed by parameter name instead, as FSDP2 loads it."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in moments["param_groups"]]
+    return {"state": {order[i]: v for i, v in moments["state"].items()}, "param_groups": groups}
+
+
+def _inner(optimizer):
+    """The torch optimizer inside Accelerate's wrapper (torch.distributed.checkpoint wants its own type)."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def _peft_name(key: str, adapter: str) -> str:

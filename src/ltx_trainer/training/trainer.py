@@ -105,6 +105,7 @@ class Trainer:
             self.model.transformer, self.optimizer, device_placement=[self.offloader is None, True]
         )
         self.model.transformer = transformer
+        self.trainable = distributed.prepared_trainable(self.optimizer)  # FSDP2 swaps in sharded parameters
         if self.contexts is None:
             self.model.connectors_to(self.device)
         # Training draws are keyed per sample (training/draws.py); this stream serves callers without keys (bench).
@@ -404,6 +405,8 @@ class Trainer:
             self.accelerator.wait_for_everyone()  # every rank's RNG is on disk before the state that points at it
         lora = adapters.ADAPTER if self.config.model.training_mode == "lora" else None
         gathered = distributed.gathered_weights(self.accelerator, self.model.transformer, lora)  # FSDP2 / ZeRO-3
+        full_state = self.config.checkpoints.save_training_state == "full"
+        moments = distributed.gathered_optimizer(self.accelerator, self.model.transformer, self.optimizer, full_state)
         if not self.accelerator.is_main_process:
             return checkpoints.weights_path(self.checkpoint_dir, self._weights_kind(), self.step)
         transformer = self.accelerator.unwrap_model(self.model.transformer)
@@ -418,7 +421,8 @@ class Trainer:
                     self._write_weights(transformer, None, ema.ema_path(path))
         if self.config.checkpoints.save_training_state != "off":
             checkpoints.atomic_torch_save(
-                self._training_state(transformer, gathered), checkpoints.state_path(self.checkpoint_dir, self.step)
+                self._training_state(transformer, gathered, moments),
+                checkpoints.state_path(self.checkpoint_dir, self.step),
             )
         checkpoints.prune(self.checkpoint_dir, self.config.checkpoints.keep_last_n, protect={self.step})
         logger.info("saved %s", path)
@@ -458,7 +462,7 @@ class Trainer:
     def _weights_kind(self) -> str:
         return "lora" if self.config.model.training_mode == "lora" else "model"
 
-    def _training_state(self, transformer: torch.nn.Module, gathered: dict | None = None) -> dict:
+    def _training_state(self, transformer: torch.nn.Module, gathered: dict | None = None, moments=None) -> dict:
         if gathered is not None:  # a sharded model's weights, gathered by distributed.gathered_weights
             weights = gathered
         elif self.config.model.training_mode == "lora":
@@ -470,7 +474,7 @@ class Trainer:
             "step": self.step,
             "batches_consumed": self.batches_consumed,
             "trainable": weights,
-            "optimizer": self.optimizer.state_dict() if full else None,
+            "optimizer": moments if moments is not None else self.optimizer.state_dict() if full else None,
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "generator": self.generator.get_state(),
@@ -518,13 +522,9 @@ class Trainer:
                 f"{path}: can't resume ({'; '.join(clashes)}). Use a new output_dir, or set checkpoints.no_resume: true"
             )
         transformer = self.accelerator.unwrap_model(self.model.transformer)
-        if self.config.model.training_mode == "lora":
-            adapters.load_lora_state_dict(transformer, state["trainable"])
-        else:
-            transformer.load_state_dict(state["trainable"])
-        if state["optimizer"] is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        else:
+        lora = adapters.ADAPTER if self.config.model.training_mode == "lora" else None
+        distributed.load_trained(self.accelerator, transformer, state, lora, self.optimizer)
+        if state["optimizer"] is None:
             logger.warning(
                 "%s has no optimizer state (checkpoints.save_training_state: minimal): AdamW moments restart at zero; "
                 "use 'full' for exact resumes",
