@@ -201,7 +201,9 @@ def to_diffusers(
                 tmp / component.name, component.cls(config), diffusers_config, plan, dtype, reader
             )
         _save_pipeline(tmp, found.spec.family, modules, text_encoder)
-        atomic_write_text(tmp / METADATA_FILE, json.dumps({"metadata": found.source.metadata}, indent=1) + "\n")
+        atomic_write_text(
+            tmp / METADATA_FILE, json.dumps({"metadata": found.source.metadata}, indent=1, sort_keys=True) + "\n"
+        )
         extra = {k: v for k, v in refs.items() if k not in used}
         if extra:
             atomic_save_safetensors_streamed(ts.entries(extra, "keep", reader, True), tmp / EXTRA_FILE)
