@@ -4,7 +4,7 @@
 - ``fp8-scaled`` (official ``fp8-quanto``, ``fp8uz-quanto``): torchao ``Float8WeightOnlyConfig``, fp32 scale per row.
 - ``int8`` (official ``int8-quanto``): torchao ``Int8WeightOnlyConfig``, per-row scale and zero point.
 - ``int4`` (official ``int4-quanto``): torchao ``Int4WeightOnlyConfig``, groups of 128 (CUDA kernels only).
-- ``nf4``: bitsandbytes ``Linear4bit`` NF4 (QLoRA), blocks of 64 (CUDA only).
+- ``nf4``: bitsandbytes ``Linear4bit`` NF4 (QLoRA), blocks of 64; CUDA, and CPU since bitsandbytes 0.48.
 
 ``int2-quanto`` is refused at config load: no maintained 2-bit weight-only backend stores 2 bits per weight.
 
@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from ltx_trainer.config import QUANTIZATION_ALIASES, QUANTIZATION_MODES
-from ltx_trainer.models.devices import release_freed_heap
 from ltx_trainer.models.errors import ModelLoadError
 
 # Official ltx-trainer exclusions (anchors §2) in diffusers module names: proj_in = patchify_proj,
@@ -49,6 +48,7 @@ EXCLUDED_PATTERNS = (
 FP8 = torch.float8_e4m3fn
 INT4_GROUP = 128
 NF4_BLOCK = 64
+NF4_CODE = 16  # values in bitsandbytes' NF4 code book, stored (fp32) with every layer
 # torchao modes with one scale (and zero point) per output row: quantized a slice of rows at a time while loading
 ROW_WISE_MODES = ("int8", "fp8-scaled")
 # Weights per slice (16 MiB float32 temporaries). Measured on a 22B feed-forward weight (16384 x 4096), 2-core CPU:
@@ -196,15 +196,13 @@ def _torchao_config(mode: str):
 
 
 def _to_nf4(module: nn.Module, prefix: str, targets: list[tuple[str, nn.Linear]], compute_dtype: torch.dtype) -> None:
-    """bitsandbytes NF4 linears in place of ``targets`` (quantized when they reach the GPU)."""
+    """bitsandbytes NF4 linears in place of ``targets``, quantized on the device the linears are on."""
     try:
         import bitsandbytes as bnb
     except ImportError as e:
         raise ModelLoadError(
             "acceleration.quantization: 'nf4' needs bitsandbytes (pip install 'ltx-trainer[quantization]')"
         ) from e
-    if not torch.cuda.is_available():
-        raise ModelLoadError("acceleration.quantization: 'nf4' (bitsandbytes) runs only on CUDA GPUs; use int8 or fp8")
     for name, linear in targets:
         nf4 = bnb.nn.Linear4bit(
             linear.in_features,
@@ -214,10 +212,16 @@ def _to_nf4(module: nn.Module, prefix: str, targets: list[tuple[str, nn.Linear]]
             quant_type="nf4",
             device="meta",
         )
-        nf4.weight = bnb.nn.Params4bit(linear.weight.data.to(compute_dtype), requires_grad=False, quant_type="nf4")
+        nf4.weight = bnb.nn.Params4bit(
+            linear.weight.data.to(compute_dtype), requires_grad=False, quant_type="nf4", compress_statistics=False
+        )
         if linear.bias is not None:
             nf4.bias = nn.Parameter(linear.bias.data.to(compute_dtype), requires_grad=False)
-        nf4.to("cuda")
+        nf4.to(linear.weight.device)  # quantized there (bitsandbytes 0.50 runs NF4 on a CPU too)
+        # bitsandbytes 0.50 repacks the weight in place for its AVX512-BF16 CPU kernel the first time the layer runs in
+        # eval mode without grad (validation), which needs out_features % 32 == 0 and leaves a different layout for
+        # the steps after: keep the one layout training uses
+        nf4.support_avx512bf16_for_cpu = False
         parent_name, _, attr = name.removeprefix(prefix).rpartition(".")
         setattr(module.get_submodule(parent_name) if parent_name else module, attr, nf4)
 
@@ -247,7 +251,8 @@ def linear_bytes(out_features: int, in_features: int, bias: bool, mode: str | No
     What each backend stores (checked against the real libraries in tests/test_quantization.py):
     fp8 casts weight and bias to one byte each; fp8-scaled keeps an fp32 scale per output row; int8 an fp32 scale and
     an int8 zero point per row; int4 packs two weights a byte with a bf16 scale and zero per 128-group; nf4 packs two
-    a byte with an fp32 absmax per 64-block (bitsandbytes' default, no double quantization).
+    a byte with an fp32 absmax per 64-block (no double quantization: ``compress_statistics=False``) and keeps its
+    16-value fp32 code book (``quant_map``) per layer.
     """
     weights = out_features * in_features
     bias_bytes = out_features * dtype_bytes if bias else 0
@@ -264,7 +269,7 @@ def linear_bytes(out_features: int, in_features: int, bias: bool, mode: str | No
         groups = out_features * -(-in_features // INT4_GROUP)
         return weights // 2 + groups * 2 * 2 + bias_bytes
     if mode == "nf4":
-        return -(-weights // 2) + -(-weights // NF4_BLOCK) * 4 + bias_bytes
+        return -(-weights // 2) + -(-weights // NF4_BLOCK) * 4 + NF4_CODE * 4 + bias_bytes
     raise ValueError(mode)
 
 
