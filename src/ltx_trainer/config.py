@@ -21,6 +21,7 @@ it would scatter one contract across several files. Checks that need the machine
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,7 +61,9 @@ QUANTIZATION_ALIASES = {
     "int8-quanto": "int8",
     "int4-quanto": "int4",
 }
-QUANTIZATION_CUDA_ONLY = ("int4", "nf4")
+# int4: torchao 0.18's CPU int4 layout runs forward only (no derivative for aten::_weight_int4pack_mm_for_cpu), so
+# no LoRA trains through it; nf4 (bitsandbytes >= 0.50) runs on both.
+QUANTIZATION_CUDA_ONLY = ("int4",)
 QuantizationOptions = Literal[
     "fp8",
     "fp8-scaled",
@@ -497,12 +500,17 @@ class AccelerationConfig(ConfigSection):
     def _check_quantization(cls, value: str | None) -> str | None:
         if value == "int2-quanto":
             raise ValueError(
-                "'int2-quanto' has no maintained 2-bit backend (optimum-quanto is unmaintained); use 'nf4' or 'int4' "
+                "'int2-quanto' has no maintained 2-bit backend (optimum-quanto is unmaintained); use 'nf4', 'int4' "
                 "(CUDA) or 'int8'"
             )
         mode = QUANTIZATION_ALIASES.get(value, value)
         if mode in QUANTIZATION_CUDA_ONLY and config_checks.device_kind() != "cuda":
-            raise ValueError(f"{value!r} needs a CUDA GPU (training runs on the CPU here); use 'int8' or 'fp8'")
+            raise ValueError(
+                f"{value!r} needs a CUDA GPU (training runs on the CPU here, where torchao's int4 has no backward); "
+                "use 'nf4' or 'int8'"
+            )
+        if mode == "nf4" and importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError(f"{value!r} needs bitsandbytes: pip install 'ltx-trainer[quantization]'")
         return value
 
     load_text_encoder_in_8bit: bool = Field(

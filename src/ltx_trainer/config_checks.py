@@ -273,7 +273,8 @@ ADAPTER_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "decompose_both": ("lokr",),
 }
 # Quantized bases peft can't wrap with an adapter (measured on CPU for fp8/int8/fp8-scaled: DoRA's weight norm reads the
-# stored fp8 weight of diffusers' layerwise casting and fails; int4/nf4 run only on CUDA and are not verified here).
+# stored fp8 weight of diffusers' layerwise casting and fails; int4 runs only on CUDA, and neither it nor nf4 was tried
+# with these adapters).
 ADAPTER_QUANTIZATION_REFUSED: dict[str, tuple[str, ...]] = {
     "dora": ("fp8", "int4", "nf4"),
     "lokr": ("int4", "nf4"),

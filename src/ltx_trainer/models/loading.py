@@ -9,9 +9,11 @@ Parameters a block holds directly (its scale-shift tables) load as a unit of the
 
 ``on_block(name, module)`` runs after each unit is filled (``name`` qualified, e.g. ``transformer_blocks.7.ff``):
 the place to quantize or offload a unit before the next one is read. Without a hook, tensors that need no cast stay
-on the file's mapping (zero copy, page cache: peak RSS 1.0x the file once touched). With a hook, what it leaves
-on the mapping is copied after it ran and the file is reopened per unit, so the pages already read leave the
-process: a safetensors mapping stays alive, every page touched so far resident, while one tensor points into it.
+on the file's mapping (zero copy, page cache: peak RSS 1.0x the file once touched). With a hook, the unit arrives in
+the file's dtypes (a bf16 layer the hook quantizes never becomes a float32 copy first); after the hook, the plain
+floating tensors it left are cast to ``dtype``, what is still on the mapping is copied, the file is reopened per
+unit (a safetensors mapping stays alive, every page touched so far resident, while one tensor points into it) and
+the C heap's freed pages go back to the system (``malloc_trim``: the quantizers' temporaries would add up otherwise).
 """
 
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from accelerate import init_empty_weights
 from safetensors import safe_open
 from torch import nn
 
+from ltx_trainer.models.devices import release_freed_heap
 from ltx_trainer.models.errors import ModelLoadError
 from ltx_trainer.models.formats.common import StateDict, check_nothing_meta, check_state_dict, load_state_dict_strict
 from ltx_trainer.models.sources import TensorRef
@@ -105,15 +108,17 @@ def stream_into(
     for key in module.state_dict():
         units.setdefault(loading_unit(module, key), []).append(key)
     for (name, whole), keys in units.items():
-        tensors = _read_unit({k: sd[k] for k in keys}, dtype, device)
+        hooked = on_block is not None
+        tensors = _read_unit({k: sd[k] for k in keys}, None if hooked else dtype, device, own_mapping=hooked)
         target = module.get_submodule(name) if name else module
         prefix = f"{name}." if name else ""
         target.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items()}, strict=False, assign=True)
         del tensors
-        if whole and on_block is not None:
-            on_block(name, target)
-        if on_block is not None:  # what the hook kept must not pin the file's pages read so far
-            _detach_from_file(target)
+        if hooked:
+            if whole:
+                on_block(name, target)
+            _finish_unit(target, dtype)  # what the hook kept must not pin the file's pages read so far
+            release_freed_heap()
     if device is not None:  # non-persistent buffers (not in the file) were built on the CPU
         for name, buffer in list(module.named_buffers()):
             if buffer.device != torch.device(device):
@@ -126,30 +131,45 @@ def _cast(t: torch.Tensor, dtype: torch.dtype | None, device: torch.device | str
 
 
 def _read_unit(
-    sd: dict[str, TensorRef | torch.Tensor], dtype: torch.dtype | None, device: torch.device | str | None
+    sd: dict[str, TensorRef | torch.Tensor],
+    dtype: torch.dtype | None,
+    device: torch.device | str | None,
+    own_mapping: bool = False,
 ) -> dict[str, torch.Tensor]:
+    """The unit's tensors. The file is reopened per unit: the pages read so far are unmapped once no tensor points
+    into the old mapping. ``own_mapping``: each tensor gets a mapping of its own, so the pages of a weight leave the
+    process as soon as a hook replaced it (a quantized linear), not when its whole unit is done."""
     out = {k: _cast(v, dtype, device) for k, v in sd.items() if isinstance(v, torch.Tensor)}
     by_file: dict[Path, list[str]] = {}
     for k, v in sd.items():
         if isinstance(v, TensorRef):
             by_file.setdefault(v.path, []).append(k)
     for path, keys in by_file.items():
-        with safe_open(path, "pt") as f:  # reopened per unit: the pages read so far are unmapped on close
-            for k in keys:
-                out[k] = _cast(f.get_tensor(sd[k].key), dtype, device)
+        for group in [[k] for k in keys] if own_mapping else [keys]:
+            with safe_open(path, "pt") as f:
+                for k in group:
+                    out[k] = _cast(f.get_tensor(sd[k].key), dtype, device)
     return out
 
 
-def _detach_from_file(module: nn.Module) -> None:
-    """Copy the plain tensors of ``module`` that still live on a file mapping (quantized ones were replaced)."""
+def _finish_unit(module: nn.Module, dtype: torch.dtype | None) -> None:
+    """After the hook: the plain tensors of ``module`` in a full-precision dtype other than ``dtype`` are cast to it,
+    those still on a file mapping are copied (quantized or fp8 ones were replaced, and stay as they are)."""
     for owner in module.modules():
         for store in (owner._parameters, owner._buffers):
             for name, t in store.items():
-                if t is None or type(t.data) is not torch.Tensor or t.device.type != "cpu":
+                if t is None or type(t.data) is not torch.Tensor:
                     continue
-                if _is_file_backed(t):
-                    copy = t.data.clone()
-                    store[name] = nn.Parameter(copy, t.requires_grad) if isinstance(t, nn.Parameter) else copy
+                if dtype is not None and t.dtype in _FULL_PRECISION and t.dtype != dtype:
+                    data = t.data.to(dtype)
+                elif t.device.type == "cpu" and _is_file_backed(t):
+                    data = t.data.clone()
+                else:
+                    continue
+                store[name] = nn.Parameter(data, t.requires_grad) if isinstance(t, nn.Parameter) else data
+
+
+_FULL_PRECISION = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _is_file_backed(t: torch.Tensor) -> bool:

@@ -4,7 +4,7 @@
 - ``fp8-scaled`` (official ``fp8-quanto``, ``fp8uz-quanto``): torchao ``Float8WeightOnlyConfig``, fp32 scale per row.
 - ``int8`` (official ``int8-quanto``): torchao ``Int8WeightOnlyConfig``, per-row scale and zero point.
 - ``int4`` (official ``int4-quanto``): torchao ``Int4WeightOnlyConfig``, groups of 128 (CUDA kernels only).
-- ``nf4``: bitsandbytes ``Linear4bit`` NF4 (QLoRA), blocks of 64 (CUDA only).
+- ``nf4``: bitsandbytes ``Linear4bit`` NF4 (QLoRA), blocks of 64; CUDA, and CPU since bitsandbytes 0.48.
 
 ``int2-quanto`` is refused at config load: no maintained 2-bit weight-only backend stores 2 bits per weight.
 
@@ -48,6 +48,12 @@ EXCLUDED_PATTERNS = (
 FP8 = torch.float8_e4m3fn
 INT4_GROUP = 128
 NF4_BLOCK = 64
+NF4_CODE = 16  # values in bitsandbytes' NF4 code book, stored (fp32) with every layer
+# torchao modes with one scale (and zero point) per output row: quantized a slice of rows at a time while loading
+ROW_WISE_MODES = ("int8", "fp8-scaled")
+# Weights per slice (16 MiB float32 temporaries). Measured on a 22B feed-forward weight (16384 x 4096), 2-core CPU:
+# peak above the int8 result 0.09 GiB (whole weight at once: 0.50; fp8-scaled 0.11 against 0.94), the same time.
+CHUNK_ELEMENTS = 1 << 22
 
 
 def resolve_mode(name: str) -> str:
@@ -92,8 +98,7 @@ def quantize_module_(
     if mode == "fp8":
         from diffusers.hooks import apply_layerwise_casting
 
-        for _, linear in targets:
-            linear.to(compute_dtype)
+        for _, linear in targets:  # cast straight to fp8 (from the file's bf16 while streaming: no float32 copy)
             apply_layerwise_casting(linear, FP8, compute_dtype, skip_modules_pattern=None, skip_modules_classes=None)
             linear.compute_dtype = compute_dtype  # peft reads it: LoRA weights in the compute dtype, not fp8
     elif mode == "nf4":
@@ -103,9 +108,56 @@ def quantize_module_(
 
         config = _torchao_config(mode)
         for _, linear in targets:
-            linear.to(compute_dtype)
-            quantize_(linear, config, filter_fn=lambda m, _name, target=linear: m is target)
+            if mode in ROW_WISE_MODES:
+                _quantize_rows_(linear, config, compute_dtype)
+            else:
+                linear.to(compute_dtype)
+                quantize_(linear, config, filter_fn=lambda m, _name, target=linear: m is target)
     return [name for name, _ in targets]
+
+
+def _quantize_rows_(linear: nn.Linear, config, compute_dtype: torch.dtype) -> None:
+    """torchao per-row quantization of ``linear.weight``, :data:`CHUNK_ELEMENTS` weights at a time.
+
+    Every row has its own scale, so quantizing a slice of rows gives exactly those rows of the whole result; the
+    slices' data go into tensors of the full size and the weight is rebuilt with torchao's own ``__tensor_unflatten__``.
+    torchao makes a few full-precision temporaries of what it quantizes (the rows in float32, divided, rounded): per
+    slice they are megabytes, for a whole 22B feed-forward weight up to a gigabyte. The source is cast to
+    ``compute_dtype`` a slice at a time too (a bf16 file never becomes a float32 copy of the layer).
+    """
+    from torchao.quantization import quantize_
+
+    weight = linear.weight.data
+    rows = max(1, CHUNK_ELEMENTS // max(1, weight.shape[1]))
+    full: dict[str, torch.Tensor] = {}
+    first = None
+    for start in range(0, weight.shape[0], rows):
+        part = weight[start : start + rows]
+        piece = nn.Linear(part.shape[1], part.shape[0], bias=False, device="meta")
+        piece.weight = nn.Parameter(part.to(compute_dtype), requires_grad=False)
+        quantize_(piece, config)
+        vars(piece).pop("extra_repr", None)  # torchao's bound repr is a cycle that would keep each slice until a gc
+        names, attributes = piece.weight.__tensor_flatten__()
+        if first is None:
+            if part.shape[0] == weight.shape[0]:  # one slice: the whole weight
+                linear.weight = piece.weight
+                break
+            first = (type(piece.weight), attributes)
+            for n in names:
+                t = getattr(piece.weight, n)
+                if t.shape[0] != part.shape[0]:
+                    raise ValueError(f"{type(piece.weight).__name__}.{n} is not laid out per row: {tuple(t.shape)}")
+                full[n] = torch.empty((weight.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device)
+        elif (type(piece.weight), attributes) != first:
+            raise ValueError(f"torchao quantized rows {start}.. of a weight differently: {attributes} != {first[1]}")
+        for n in names:
+            full[n][start : start + part.shape[0]] = getattr(piece.weight, n)
+        del piece, part
+    if first is not None:
+        tensor = first[0].__tensor_unflatten__(full, first[1], weight.shape, weight.stride())
+        linear.weight = nn.Parameter(tensor, requires_grad=False)
+    if linear.bias is not None and linear.bias.dtype != compute_dtype:
+        linear.bias = nn.Parameter(linear.bias.data.to(compute_dtype), requires_grad=False)
 
 
 def quantize_transformer_(
@@ -144,15 +196,13 @@ def _torchao_config(mode: str):
 
 
 def _to_nf4(module: nn.Module, prefix: str, targets: list[tuple[str, nn.Linear]], compute_dtype: torch.dtype) -> None:
-    """bitsandbytes NF4 linears in place of ``targets`` (quantized when they reach the GPU)."""
+    """bitsandbytes NF4 linears in place of ``targets``, quantized on the device the linears are on."""
     try:
         import bitsandbytes as bnb
     except ImportError as e:
         raise ModelLoadError(
             "acceleration.quantization: 'nf4' needs bitsandbytes (pip install 'ltx-trainer[quantization]')"
         ) from e
-    if not torch.cuda.is_available():
-        raise ModelLoadError("acceleration.quantization: 'nf4' (bitsandbytes) runs only on CUDA GPUs; use int8 or fp8")
     for name, linear in targets:
         nf4 = bnb.nn.Linear4bit(
             linear.in_features,
@@ -162,10 +212,16 @@ def _to_nf4(module: nn.Module, prefix: str, targets: list[tuple[str, nn.Linear]]
             quant_type="nf4",
             device="meta",
         )
-        nf4.weight = bnb.nn.Params4bit(linear.weight.data.to(compute_dtype), requires_grad=False, quant_type="nf4")
+        nf4.weight = bnb.nn.Params4bit(
+            linear.weight.data.to(compute_dtype), requires_grad=False, quant_type="nf4", compress_statistics=False
+        )
         if linear.bias is not None:
             nf4.bias = nn.Parameter(linear.bias.data.to(compute_dtype), requires_grad=False)
-        nf4.to("cuda")
+        nf4.to(linear.weight.device)  # quantized there (bitsandbytes 0.50 runs NF4 on a CPU too)
+        # bitsandbytes 0.50 repacks the weight in place for its AVX512-BF16 CPU kernel the first time the layer runs in
+        # eval mode without grad (validation), which needs out_features % 32 == 0 and leaves a different layout for
+        # the steps after: keep the one layout training uses
+        nf4.support_avx512bf16_for_cpu = False
         parent_name, _, attr = name.removeprefix(prefix).rpartition(".")
         setattr(module.get_submodule(parent_name) if parent_name else module, attr, nf4)
 
@@ -195,7 +251,8 @@ def linear_bytes(out_features: int, in_features: int, bias: bool, mode: str | No
     What each backend stores (checked against the real libraries in tests/test_quantization.py):
     fp8 casts weight and bias to one byte each; fp8-scaled keeps an fp32 scale per output row; int8 an fp32 scale and
     an int8 zero point per row; int4 packs two weights a byte with a bf16 scale and zero per 128-group; nf4 packs two
-    a byte with an fp32 absmax per 64-block (bitsandbytes' default, no double quantization).
+    a byte with an fp32 absmax per 64-block (no double quantization: ``compress_statistics=False``) and keeps its
+    16-value fp32 code book (``quant_map``) per layer.
     """
     weights = out_features * in_features
     bias_bytes = out_features * dtype_bytes if bias else 0
@@ -212,7 +269,7 @@ def linear_bytes(out_features: int, in_features: int, bias: bool, mode: str | No
         groups = out_features * -(-in_features // INT4_GROUP)
         return weights // 2 + groups * 2 * 2 + bias_bytes
     if mode == "nf4":
-        return -(-weights // 2) + -(-weights // NF4_BLOCK) * 4 + bias_bytes
+        return -(-weights // 2) + -(-weights // NF4_BLOCK) * 4 + NF4_CODE * 4 + bias_bytes
     raise ValueError(mode)
 
 
