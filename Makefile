@@ -12,10 +12,10 @@ bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || { echo "[make] installing uv with pip"; $(PYTHON) -m pip install -q uv; }
 
 sync: bootstrap
-	@$(UV) sync --frozen --quiet --extra ui
+	@$(UV) sync --frozen --quiet --extra ui --extra quantization
 
 lint: sync
-	$(UV) run --frozen --extra ui ruff check src tests
+	$(UV) run --frozen --extra ui --extra quantization ruff check src tests
 
 # The oracle venv (official ltx-core, its own interpreter) is built when ../shared/oracle exists;
 # parity tests skip with a reason otherwise.
@@ -25,7 +25,7 @@ oracle:
 	else echo "[make] no oracle at $(ORACLE_DIR); parity tests will skip"; fi
 
 PYTEST_ENV = LTX_ORACLE_DIR="$(ORACLE_DIR)" LTX_ORACLE_PYTHON="$(ORACLE_VENV)/bin/python"
-PYTEST = $(PYTEST_ENV) $(UV) run --frozen --extra ui pytest
+PYTEST = $(PYTEST_ENV) $(UV) run --frozen --extra ui --extra quantization pytest
 
 # The suite without the end-to-end cases marked slow (real multi-process runs, kill loops, 100-step curves, the demo)
 # and without the browser tests (test-browser).
@@ -44,11 +44,11 @@ test-browser: bootstrap
 	@[ -x "$(CHROMIUM)" ] || { echo "[make] installing Debian's chromium"; \
 		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
 		|| echo "[make] chromium could not be installed: the browser tests will skip"; }
-	@$(UV) sync --frozen --quiet --extra ui
-	$(PYTEST_ENV) $(UV) run --frozen --extra ui pytest -m browser
+	@$(UV) sync --frozen --quiet --extra ui --extra quantization
+	$(PYTEST_ENV) $(UV) run --frozen --extra ui --extra quantization pytest -m browser
 
 demo: sync
-	$(UV) run --frozen --extra ui ltx-trainer demo
+	$(UV) run --frozen --extra ui --extra quantization ltx-trainer demo
 
 clean:
 	rm -rf .venv outputs .pytest_cache .ruff_cache

@@ -20,11 +20,13 @@ if not logger.handlers:
 
 # Import-time notices that print on every command and ask nothing of a user: torch 2.13 on torchao 0.18's enum
 # registrations, diffusers' loader for torchao-serialized checkpoints (we never load those), and diffusers' note on
-# casting a model with an empty list of fp32 modules. Filtered by message, so every other warning still shows.
+# casting a model with an empty list of fp32 modules, and bitsandbytes' CPU backend on AVX512-BF16 machines failing to
+# fetch an optional kernel from the Hub (offline here; it falls back to its own CPU path). Filtered by message, so every other warning still shows.
 _NOISE = {
     "torch.utils._pytree": "register_constant",
     "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor objects",
     "diffusers.models.modeling_utils": "should be kept in float32: []",
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward",
 }
 for _name, _text in _NOISE.items():
     logging.getLogger(_name).addFilter(lambda record, text=_text: text not in record.getMessage())
