@@ -18,10 +18,10 @@ if not logger.handlers:
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
-# Import-time notices that print on every command and ask nothing of a user: torch 2.13 on torchao 0.18's enum
-# registrations, diffusers' loader for torchao-serialized checkpoints (we never load those), and diffusers' note on
-# casting a model with an empty list of fp32 modules, and bitsandbytes' CPU backend on AVX512-BF16 machines failing to
-# fetch an optional kernel from the Hub (offline here; it falls back to its own CPU path). Filtered by message, so every other warning still shows.
+# Import-time notices that print on every command and ask nothing of a user: torch's note on torchao's enum
+# registrations, diffusers' loader for torchao-serialized checkpoints (we never load those), diffusers' note on casting
+# a model with an empty list of fp32 modules, and bitsandbytes' CPU backend (AVX512-BF16 machines) failing to fetch an
+# optional kernel from the Hub (it falls back to its own CPU path). Filtered by message: every other warning shows.
 _NOISE = {
     "torch.utils._pytree": "register_constant",
     "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor objects",
