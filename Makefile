@@ -30,7 +30,7 @@ PYTEST = $(PYTEST_ENV) $(UV) run --frozen --extra ui --extra quantization pytest
 # The suite without the end-to-end cases marked slow (real multi-process runs, kill loops, 100-step curves, the demo)
 # and without the browser tests (test-browser).
 test: lint oracle
-	$(PYTEST) -m "not slow and not browser"
+	$(PYTEST) -m "not slow and not browser" --durations=25
 
 # The slow end-to-end cases; CI (.ci/run) runs them after `make test`.
 test-slow: sync oracle
