@@ -290,6 +290,7 @@ def _run(model: list[str], data: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", _RUN, *model, str(data), str(out)], env=env)
 
 
+@pytest.mark.slow
 def test_preprocess_killed_and_rerun_gives_the_uninterrupted_cache(tmp_path: Path, tiny_ltx2, model20) -> None:
     data = clips(tmp_path / "data", n=6)
     preprocess_dataset(data, model20, options(output=tmp_path / "whole"))

@@ -158,7 +158,20 @@ def test_every_config_loads_and_is_a_tested_mode():
         assert isinstance(load_config(CONFIGS / name), LtxTrainerConfig)
 
 
-@pytest.mark.parametrize("name", sorted(MODES))
+# make test trains one config per kind of condition (first frame, mask, references at a scale, audio, frozen stream);
+# the rest are end-to-end cases of the same code and run in make test-slow (CI runs both).
+FAST_MODES = {
+    "i2v_lora.yaml",
+    "video_inpaint_lora.yaml",
+    "av2av_ic_lora.yaml",
+    "audio_extend_lora.yaml",
+    "a2v_lora.yaml",
+}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in FAST_MODES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(MODES)]
+)
 def test_each_mode_trains_two_steps_and_validates(mode_data, validation_media, tmp_path, name):
     model, gemma, root = mode_data
     mode = MODES[name]
