@@ -24,6 +24,7 @@ from conftest import find_oracle
 from ltx_trainer.models.formats import ltx2_audio as A
 from ltx_trainer.models.formats import ltx2_text as T
 from ltx_trainer.models.formats.common import load_state_dict_strict
+from ltx_trainer.models.tiny import AMP_VOCODER
 
 REPO = Path(__file__).resolve().parents[1]
 REF_SCRIPT = REPO / "tests" / "oracle_scripts" / "audio_text_ref.py"
@@ -43,23 +44,14 @@ TINY_AUDIO_VAE = {
     "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160, "causal": True},
                       "mel": {"n_mel_channels": 64}},
 }  # fmt: skip
-_AMP = {
-    "resblock": "AMP1",
-    "stereo": True,
-    "activation": "snakebeta",
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3],
-    "resblock_dilation_sizes": [[1, 3, 5]],
-    "use_tanh_at_final": False,
-    "use_bias_at_final": False,
-}
 TINY_VOCODERS = {
     "2.0": {"resblock": "1", "stereo": True, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32],
             "upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
             "output_sampling_rate": 24000},
-    "2.3": {"vocoder": {**_AMP, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
-            "bwe": {**_AMP, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32], "input_sampling_rate": 16000,
-                    "output_sampling_rate": 48000, "n_fft": 512, "hop_length": 80, "num_mels": 64}},
+    "2.3": {"vocoder": {**AMP_VOCODER, "upsample_rates": [10, 16], "upsample_kernel_sizes": [20, 32]},
+            "bwe": {**AMP_VOCODER, "upsample_rates": [15, 16], "upsample_kernel_sizes": [31, 32],
+                    "input_sampling_rate": 16000, "output_sampling_rate": 48000, "n_fft": 512, "hop_length": 80,
+                    "num_mels": 64}},
 }  # fmt: skip
 TINY_CONNECTORS = {
     "2.0": {"connector_num_layers": 1, "caption_channels": 64, "rope_type": "interleaved",
@@ -281,7 +273,7 @@ def test_state_dict_round_trip(variant):
         (lambda: A.audio_vae_diffusers_config({"model": {"params": {"ddconfig": {"attn_type": "linear"}}}}), "attn"),
         (lambda: A.vocoder_diffusers_config({"resblock": "2", "stereo": True}), "resblock"),
         (lambda: A.vocoder_diffusers_config({"resblock": "1"}), "stereo"),
-        (lambda: A.vocoder_diffusers_config({"vocoder": _AMP, "bwe": _AMP}), "no default"),
+        (lambda: A.vocoder_diffusers_config({"vocoder": AMP_VOCODER, "bwe": AMP_VOCODER}), "no default"),
         (lambda: A.vocoder_official_config({**WRITTEN["2.0"]["vocoder"], "final_act_fn": None}), "final_act_fn"),
         (lambda: T.connectors_diffusers_config({"caption_channels": 64, "connector_num_learnable_registers": 64}),
          "registers"),
